@@ -1,0 +1,90 @@
+// Watertight ray/triangle intersection (Woop, Benthin, Wald, JCGT 2013).
+//
+// Why watertight rather than Moeller-Trumbore: two triangles that share an
+// edge compute that edge's function from the same two sheared vertices with
+// the operands swapped, which gives exactly the negated value in IEEE
+// arithmetic. A ray through a shared edge or vertex therefore hits at least
+// one of the triangles, and no ray leaks through a closed mesh.
+#pragma once
+
+#include "jaxrender/common.h"
+
+namespace jaxrender {
+
+// Per-ray constants of the shear transform that maps the ray to +z.
+struct WatertightRay {
+  Vec3 org;
+  int kx, ky, kz;
+  float sx, sy, sz;
+};
+
+JR_HD WatertightRay make_watertight_ray(Vec3 o, Vec3 d) {
+  WatertightRay r;
+  r.org = o;
+  float ax = fabsf(d.x), ay = fabsf(d.y), az = fabsf(d.z);
+  int kz = (ax > ay) ? (ax > az ? 0 : 2) : (ay > az ? 1 : 2);
+  int kx = kz == 2 ? 0 : kz + 1;
+  int ky = kx == 2 ? 0 : kx + 1;
+  float dz = get(d, kz);
+  // Keep the winding of the sheared triangle independent of the ray's sign.
+  if (dz < 0.0f) {
+    int tmp = kx;
+    kx = ky;
+    ky = tmp;
+  }
+  r.kx = kx;
+  r.ky = ky;
+  r.kz = kz;
+  r.sx = get(d, kx) / dz;
+  r.sy = get(d, ky) / dz;
+  r.sz = 1.0f / dz;
+  return r;
+}
+
+// Intersects one triangle (v0, v1, v2) given as 9 consecutive floats. Both
+// faces count. On a hit with 0 < t < t_max, writes t and the barycentric
+// weights of v1 (b1) and v2 (b2) and returns true. Degenerate triangles and
+// triangles with non-finite vertices never hit: every test below is written
+// so that a NaN fails it.
+JR_HD bool intersect_triangle(const WatertightRay& r, const float* tri, float t_max,
+                              float* t_out, float* b1_out, float* b2_out) {
+  Vec3 A = load_vec3(tri) - r.org;
+  Vec3 B = load_vec3(tri + 3) - r.org;
+  Vec3 C = load_vec3(tri + 6) - r.org;
+  float Az = get(A, r.kz), Bz = get(B, r.kz), Cz = get(C, r.kz);
+  float Ax = get(A, r.kx) - r.sx * Az;
+  float Ay = get(A, r.ky) - r.sy * Az;
+  float Bx = get(B, r.kx) - r.sx * Bz;
+  float By = get(B, r.ky) - r.sy * Bz;
+  float Cx = get(C, r.kx) - r.sx * Cz;
+  float Cy = get(C, r.ky) - r.sy * Cz;
+
+  float U = Cx * By - Cy * Bx;
+  float V = Ax * Cy - Ay * Cx;
+  float W = Bx * Ay - By * Ax;
+  // An edge function that rounds to exactly zero is decided in double
+  // precision so that the ray lands on a consistent side of the edge.
+  if (U == 0.0f || V == 0.0f || W == 0.0f) {
+    U = (float)((double)Cx * (double)By - (double)Cy * (double)Bx);
+    V = (float)((double)Ax * (double)Cy - (double)Ay * (double)Cx);
+    W = (float)((double)Bx * (double)Ay - (double)By * (double)Ax);
+  }
+  bool all_nonneg = U >= 0.0f && V >= 0.0f && W >= 0.0f;
+  bool all_nonpos = U <= 0.0f && V <= 0.0f && W <= 0.0f;
+  if (!(all_nonneg || all_nonpos)) return false;  // also rejects NaN
+  float det = U + V + W;
+  if (!(det != 0.0f)) return false;
+  Az *= r.sz;
+  Bz *= r.sz;
+  Cz *= r.sz;
+  float T = U * Az + V * Bz + W * Cz;
+  float inv_det = 1.0f / det;
+  float t = T * inv_det;
+  if (!(t > 0.0f && t < t_max)) return false;
+  *t_out = t;
+  *b1_out = V * inv_det;
+  *b2_out = W * inv_det;
+  return true;
+}
+
+}  // namespace jaxrender
