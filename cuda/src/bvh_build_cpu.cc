@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "jaxrender/bvh.h"
+#include "jaxrender/lbvh.h"
 #include "parallel_cpu.h"
 
 namespace jaxrender {
@@ -245,9 +246,9 @@ struct Builder {
 
 }  // namespace
 
-std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, const float* vertices, int64_t num_vertices,
-                          const int32_t* faces, int64_t num_faces, int32_t* nodes, float* tris,
-                          int32_t* prim_ids) {
+std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const float* vertices,
+                          int64_t num_vertices, const int32_t* faces, int64_t num_faces,
+                          int32_t* nodes, float* tris, int32_t* prim_ids) {
   const int64_t F = num_faces;
   for (int64_t f = 0; f < F; ++f) {
     for (int k = 0; k < 3; ++k) {
@@ -259,6 +260,7 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, const float* vertices, int
       }
     }
   }
+  if (F > (int64_t)1 << 30) return "more than 2^30 faces are not supported";
   const int64_t max_nodes = max_bvh_nodes(F);
   memset(nodes, 0, sizeof(int32_t) * kNodeWords * max_nodes);
 
@@ -280,15 +282,89 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, const float* vertices, int
       for (int a = 0; a < 3; ++a) builder.centroid[3 * f + a] = 0.5f * (box.lo[a] + box.hi[a]);
     }
   });
+
+  auto write_tris = [&]() {
+    parallel_for(pool, F, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        int32_t f = builder.order[i];
+        prim_ids[i] = f;
+        for (int k = 0; k < 3; ++k) {
+          const float* p = vertices + 3 * (int64_t)faces[3 * (int64_t)f + k];
+          for (int a = 0; a < 3; ++a) tris[9 * i + 3 * k + a] = p[a];
+        }
+      }
+    });
+  };
+
+  Node root;
+  memset(&root, 0, sizeof(root));
+  root.count[0] = root.count[1] = -1;
+
+  if (method == BvhMethod::kLbvh) {
+    Box cbox;
+    for (int64_t f = 0; f < F; ++f)
+      if (valid[f]) cbox.grow_point(&builder.centroid[3 * f]);
+    float scale[3];
+    for (int a = 0; a < 3; ++a) {
+      float ext = cbox.hi[a] - cbox.lo[a];
+      scale[a] = ext > 0.0f ? 1.0f / ext : 0.0f;
+    }
+    std::vector<std::pair<uint64_t, int32_t>> keyed(F);
+    parallel_for(pool, F, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t f = b; f < e; ++f) {
+        const float* c = &builder.centroid[3 * f];
+        keyed[f].first = valid[f] ? morton63((c[0] - cbox.lo[0]) * scale[0],
+                                             (c[1] - cbox.lo[1]) * scale[1],
+                                             (c[2] - cbox.lo[2]) * scale[2])
+                                  : kInvalidKey;
+        keyed[f].second = (int32_t)f;
+      }
+    });
+    std::sort(keyed.begin(), keyed.end());
+    std::vector<uint64_t> keys(F);
+    builder.order.resize(F);
+    for (int64_t i = 0; i < F; ++i) {
+      keys[i] = keyed[i].first;
+      builder.order[i] = keyed[i].second;
+    }
+    write_tris();
+    const int32_t n = (int32_t)F;
+    if (n >= 2) {
+      std::vector<int32_t> node_parent(n - 1, -1), leaf_parent(n, -1);
+      parallel_for(pool, n - 1, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          lbvh_link_node(keys.data(), n, (int32_t)i, nodes, node_parent.data(), leaf_parent.data());
+      });
+      // Post-order: a node's boxes are filled after both interior children.
+      std::vector<std::pair<int32_t, bool>> stack{{0, false}};
+      while (!stack.empty()) {
+        auto [p, expanded] = stack.back();
+        stack.pop_back();
+        if (expanded) {
+          lbvh_fill_boxes(nodes, tris, p);
+          continue;
+        }
+        stack.push_back({p, true});
+        for (int c = 0; c < 2; ++c)
+          if (nodes[p * kNodeWords + 14 + c] == 0) stack.push_back({nodes[p * kNodeWords + 12 + c], false});
+      }
+    } else {
+      if (n == 1 && valid[0]) {
+        root.child[0] = 0;
+        root.count[0] = 1;
+        triangle_box(tris, 0, root.lo[0], root.hi[0]);
+      }
+      memcpy(nodes, &root, sizeof(Node));
+    }
+    return std::string();
+  }
+
   std::vector<int32_t> invalid;
   builder.order.reserve(F);
   for (int64_t f = 0; f < F; ++f) (valid[f] ? builder.order : invalid).push_back((int32_t)f);
   const int64_t n_valid = (int64_t)builder.order.size();
 
   // The root always exists; a tree of one leaf is a root with one child.
-  Node root;
-  memset(&root, 0, sizeof(root));
-  root.count[0] = root.count[1] = -1;
   if (n_valid > 0) {
     Box all = builder.range_box(0, n_valid);
     Split s = builder.find_split(0, n_valid, all, 0);
@@ -317,18 +393,8 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, const float* vertices, int
   } else {
     memcpy(nodes, &root, sizeof(Node));
   }
-
   builder.order.insert(builder.order.end(), invalid.begin(), invalid.end());
-  parallel_for(pool, F, 1 << 15, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      int32_t f = builder.order[i];
-      prim_ids[i] = f;
-      for (int k = 0; k < 3; ++k) {
-        const float* p = vertices + 3 * (int64_t)faces[3 * (int64_t)f + k];
-        for (int a = 0; a < 3; ++a) tris[9 * i + 3 * k + a] = p[a];
-      }
-    }
-  });
+  write_tris();
   return std::string();
 }
 

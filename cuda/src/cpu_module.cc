@@ -41,7 +41,10 @@ ffi::Error check_rays(const ffi::Buffer<ffi::F32>& origins, const ffi::Buffer<ff
 
 ffi::Error BuildBvhImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> vertices,
                         ffi::Buffer<ffi::S32> faces, ffi::ResultBuffer<ffi::S32> nodes,
-                        ffi::ResultBuffer<ffi::F32> tris, ffi::ResultBuffer<ffi::S32> prim_ids) {
+                        ffi::ResultBuffer<ffi::F32> tris, ffi::ResultBuffer<ffi::S32> prim_ids,
+                        int32_t method) {
+  if (method != 0 && method != 1)
+    return ffi::Error::InvalidArgument("build_bvh: method must be 0 (sah) or 1 (lbvh)");
   const int64_t V = vertices.element_count() / 3;
   const int64_t F = faces.element_count() / 3;
   if (vertices.element_count() % 3 != 0 || faces.element_count() % 3 != 0)
@@ -49,7 +52,7 @@ ffi::Error BuildBvhImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> vertices,
   if ((int64_t)nodes->element_count() != kNodeWords * max_bvh_nodes(F) ||
       (int64_t)tris->element_count() != 9 * F || (int64_t)prim_ids->element_count() != F)
     return ffi::Error::InvalidArgument("build_bvh: output shapes do not match the face count");
-  std::string err = build_bvh_cpu(pool, vertices.typed_data(), V, faces.typed_data(), F,
+  std::string err = build_bvh_cpu(pool, static_cast<BvhMethod>(method), vertices.typed_data(), V, faces.typed_data(), F,
                                   nodes->typed_data(), tris->typed_data(),
                                   prim_ids->typed_data());
   if (!err.empty()) return ffi::Error::InvalidArgument("build_bvh: " + err);
@@ -125,7 +128,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvh, jaxrender::BuildBvhImpl,
                                   .Arg<ffi::Buffer<ffi::S32>>()   // faces (F, 3)
                                   .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
                                   .Ret<ffi::Buffer<ffi::F32>>()   // tris (F, 9), BVH order
-                                  .Ret<ffi::Buffer<ffi::S32>>());  // prim_ids (F,)
+                                  .Ret<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
+                                  .Attr<int32_t>("method"));      // 0 = SAH, 1 = LBVH
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersect, jaxrender::IntersectImpl,
                               ffi::Ffi::Bind()

@@ -135,21 +135,29 @@ def _check_accel(accel):
 # BVH construction.
 
 
-def build_bvh(vertices, faces) -> Accel:
+_BVH_METHODS = {"sah": 0, "lbvh": 1}
+
+
+def build_bvh(vertices, faces, *, method: str = "sah") -> Accel:
     """Builds a BVH over a triangle mesh.
 
     Args:
       vertices: float (V, 3) world-space positions (cast to float32).
       faces: integer (F, 3) vertex indices per triangle. F may be 0.
+      method: "sah" (binned surface-area heuristic; best trees) or "lbvh"
+        (Morton-code linear BVH; faster to build, slower to trace). Applies
+        on the CPU; on the GPU the builder is always LBVH.
 
     Returns:
-      An `Accel`. CPU: binned SAH, parallel over XLA's thread pool. GPU: LBVH.
+      An `Accel`. CPU: parallel over XLA's thread pool. GPU: LBVH.
       Works inside `jit` (rebuild every step while optimizing geometry) and is
       not differentiated (its output holds no derivative information).
       Triangles with non-finite vertices are left out and never hit; face
       indices outside [0, V) raise, here when `faces` is concrete, else when
       the kernel runs.
     """
+    if method not in _BVH_METHODS:
+        raise ValueError(f"method must be one of {sorted(_BVH_METHODS)}, got {method!r}")
     vertices, faces = _check_mesh(vertices, faces)
     vertices = jax.lax.stop_gradient(vertices)
     num_faces = faces.shape[0]
@@ -160,7 +168,7 @@ def build_bvh(vertices, faces) -> Accel:
     )
     nodes, tris, prim_ids = jax.ffi.ffi_call(
         _ffi.BUILD_BVH, out_types, vmap_method="sequential"
-    )(vertices, faces)
+    )(vertices, faces, method=np.int32(_BVH_METHODS[method]))
     return Accel(nodes, tris, prim_ids)
 
 
