@@ -38,8 +38,9 @@ JR_HD RayBoxData make_ray_box_data(Vec3 o, Vec3 d) {
   return RayBoxData{o, Vec3{1.0f / d.x, 1.0f / d.y, 1.0f / d.z}};
 }
 
-// Slab test of child c. Returns the entry distance, or +inf if the box is
-// missed within (0, t_max]. fminf/fmaxf discard the NaN of 0 * inf (a ray in
+// Slab test of child c. Returns the entry distance, or NaN if the box is
+// missed within (0, t_max] (NaN, not +inf: t_max itself may be +inf, and NaN
+// fails every comparison the caller makes). fminf/fmaxf discard the NaN of 0 * inf (a ray in
 // the plane of a slab), which keeps the test conservative. The exit distance
 // is scaled by 1 + 2 gamma(3) (Ize 2013) so rounding never culls a box that
 // the ray really enters.
@@ -53,7 +54,7 @@ JR_HD float box_entry(const Node& n, int c, const RayBoxData& r, float t_max) {
   float tnear = fmaxf(fmaxf(fminf(tx0, tx1), fminf(ty0, ty1)), fmaxf(fminf(tz0, tz1), 0.0f));
   float tfar = fminf(fminf(fmaxf(tx0, tx1), fmaxf(ty0, ty1)), fminf(fmaxf(tz0, tz1), t_max));
   tfar *= 1.00000024f;
-  return tnear <= tfar ? tnear : INFINITY;
+  return tnear <= tfar ? tnear : NAN;
 }
 
 JR_HD bool valid_ray(Vec3 o, Vec3 d, float t_max) {
