@@ -13,14 +13,16 @@ namespace jaxrender {
 
 // Per-ray constants of the shear transform that maps the ray to +z.
 struct WatertightRay {
-  Vec3 org;
+  float org[3];
   int kx, ky, kz;
   float sx, sy, sz;
 };
 
 JR_HD WatertightRay make_watertight_ray(Vec3 o, Vec3 d) {
   WatertightRay r;
-  r.org = o;
+  r.org[0] = o.x;
+  r.org[1] = o.y;
+  r.org[2] = o.z;
   float ax = fabsf(d.x), ay = fabsf(d.y), az = fabsf(d.z);
   int kz = (ax > ay) ? (ax > az ? 0 : 2) : (ay > az ? 1 : 2);
   int kx = kz == 2 ? 0 : kz + 1;
@@ -45,19 +47,19 @@ JR_HD WatertightRay make_watertight_ray(Vec3 o, Vec3 d) {
 // faces count. On a hit with 0 < t < t_max, writes t and the barycentric
 // weights of v1 (b1) and v2 (b2) and returns true. Degenerate triangles and
 // triangles with non-finite vertices never hit: every test below is written
-// so that a NaN fails it.
+// so that a NaN fails it. Vertex coordinates are read by axis index (no
+// per-vertex permutation), which keeps the hot loop free of branches.
 JR_HD bool intersect_triangle(const WatertightRay& r, const float* tri, float t_max,
                               float* t_out, float* b1_out, float* b2_out) {
-  Vec3 A = load_vec3(tri) - r.org;
-  Vec3 B = load_vec3(tri + 3) - r.org;
-  Vec3 C = load_vec3(tri + 6) - r.org;
-  float Az = get(A, r.kz), Bz = get(B, r.kz), Cz = get(C, r.kz);
-  float Ax = get(A, r.kx) - r.sx * Az;
-  float Ay = get(A, r.ky) - r.sy * Az;
-  float Bx = get(B, r.kx) - r.sx * Bz;
-  float By = get(B, r.ky) - r.sy * Bz;
-  float Cx = get(C, r.kx) - r.sx * Cz;
-  float Cy = get(C, r.ky) - r.sy * Cz;
+  const int kx = r.kx, ky = r.ky, kz = r.kz;
+  const float ox = r.org[kx], oy = r.org[ky], oz = r.org[kz];
+  const float Az = tri[kz] - oz, Bz = tri[3 + kz] - oz, Cz = tri[6 + kz] - oz;
+  const float Ax = (tri[kx] - ox) - r.sx * Az;
+  const float Ay = (tri[ky] - oy) - r.sy * Az;
+  const float Bx = (tri[3 + kx] - ox) - r.sx * Bz;
+  const float By = (tri[3 + ky] - oy) - r.sy * Bz;
+  const float Cx = (tri[6 + kx] - ox) - r.sx * Cz;
+  const float Cy = (tri[6 + ky] - oy) - r.sy * Cz;
 
   float U = Cx * By - Cy * Bx;
   float V = Ax * Cy - Ay * Cx;
@@ -74,10 +76,7 @@ JR_HD bool intersect_triangle(const WatertightRay& r, const float* tri, float t_
   if (!(all_nonneg || all_nonpos)) return false;  // also rejects NaN
   float det = U + V + W;
   if (!(det != 0.0f)) return false;
-  Az *= r.sz;
-  Bz *= r.sz;
-  Cz *= r.sz;
-  float T = U * Az + V * Bz + W * Cz;
+  float T = (U * Az + V * Bz + W * Cz) * r.sz;
   float inv_det = 1.0f / det;
   float t = T * inv_det;
   if (!(t > 0.0f && t < t_max)) return false;
