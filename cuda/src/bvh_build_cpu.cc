@@ -207,7 +207,7 @@ struct Builder {
   // Fills node `t.node` from its precomputed split. Children that are large
   // become deferred tasks when `deferred` is given, else they are built now.
   void build_node(const Task& t, std::vector<Task>* deferred, int64_t defer_below) {
-    Node node;
+    Node2 node;
     const int64_t ranges[2][2] = {{t.begin, t.split.mid}, {t.split.mid, t.end}};
     std::vector<Task> children;
     for (int c = 0; c < 2; ++c) {
@@ -233,7 +233,7 @@ struct Builder {
       node.count[c] = 0;
       children.push_back(Task{index, begin, end, s, t.depth + 1});
     }
-    memcpy(nodes + (int64_t)t.node * kNodeWords, &node, sizeof(Node));
+    memcpy(nodes + (int64_t)t.node * kNode2Words, &node, sizeof(Node2));
     for (const Task& child : children) {
       if (deferred != nullptr && child.end - child.begin < defer_below) {
         deferred->push_back(child);
@@ -262,7 +262,25 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
   }
   if (F > (int64_t)1 << 30) return "more than 2^30 faces are not supported";
   const int64_t max_nodes = max_bvh_nodes(F);
-  memset(nodes, 0, sizeof(int32_t) * kNodeWords * max_nodes);
+  // The builders write the binary tree here; collapse() turns it into the
+  // 4-wide output nodes at the end.
+  std::vector<int32_t> nodes2(kNode2Words * max_nodes, 0);
+  int32_t* const out_nodes = nodes;
+  nodes = nodes2.data();
+  auto collapse = [&](int64_t used) {
+    parallel_for(pool, max_nodes, 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        if (i < used) {
+          collapse_node(nodes, (int32_t)i, out_nodes);
+        } else {
+          Node empty;
+          memset(&empty, 0, sizeof(empty));
+          for (int k = 0; k < kWidth; ++k) empty.count[k] = -1;
+          memcpy(out_nodes + i * kNodeWords, &empty, sizeof(Node));
+        }
+      }
+    });
+  };
 
   Builder builder{pool, {}, {}, {}, nodes};
   builder.prim_box.resize(F);
@@ -296,7 +314,7 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
     });
   };
 
-  Node root;
+  Node2 root;
   memset(&root, 0, sizeof(root));
   root.count[0] = root.count[1] = -1;
 
@@ -346,7 +364,8 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
         }
         stack.push_back({p, true});
         for (int c = 0; c < 2; ++c)
-          if (nodes[p * kNodeWords + 14 + c] == 0) stack.push_back({nodes[p * kNodeWords + 12 + c], false});
+          if (nodes[p * kNode2Words + 14 + c] == 0)
+            stack.push_back({nodes[p * kNode2Words + 12 + c], false});
       }
     } else {
       if (n == 1 && valid[0]) {
@@ -354,8 +373,9 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
         root.count[0] = 1;
         triangle_box(tris, 0, root.lo[0], root.hi[0]);
       }
-      memcpy(nodes, &root, sizeof(Node));
+      memcpy(nodes, &root, sizeof(Node2));
     }
+    collapse(n >= 2 ? n - 1 : 1);
     return std::string();
   }
 
@@ -375,7 +395,7 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
       }
       root.child[0] = 0;
       root.count[0] = (int32_t)n_valid;
-      memcpy(nodes, &root, sizeof(Node));
+      memcpy(nodes, &root, sizeof(Node2));
     } else {
       const int64_t threads = std::max<int64_t>(pool.num_threads(), 1);
       const int64_t defer_below =
@@ -391,10 +411,11 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
       });
     }
   } else {
-    memcpy(nodes, &root, sizeof(Node));
+    memcpy(nodes, &root, sizeof(Node2));
   }
   builder.order.insert(builder.order.end(), invalid.begin(), invalid.end());
   write_tris();
+  collapse(builder.next_node.load());
   return std::string();
 }
 

@@ -23,7 +23,7 @@ constexpr int64_t kRayGrain = 1024;
 ffi::Error check_accel(const ffi::Buffer<ffi::S32>& nodes, const ffi::Buffer<ffi::F32>& tris,
                        const ffi::Buffer<ffi::S32>& prim_ids) {
   if (nodes.element_count() % kNodeWords != 0 || nodes.element_count() == 0)
-    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 16) with M >= 1");
+    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 32) with M >= 1");
   if (tris.element_count() % 9 != 0)
     return ffi::Error::InvalidArgument("accel.tris must have shape (F, 9)");
   if (prim_ids.element_count() != tris.element_count() / 9)
@@ -126,7 +126,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvh, jaxrender::BuildBvhImpl,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()   // vertices (V, 3)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // faces (F, 3)
-                                  .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Ret<ffi::Buffer<ffi::F32>>()   // tris (F, 9), BVH order
                                   .Ret<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Attr<int32_t>("method"));      // 0 = SAH, 1 = LBVH
@@ -134,7 +134,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvh, jaxrender::BuildBvhImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersect, jaxrender::IntersectImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
@@ -148,7 +148,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersect, jaxrender::IntersectImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderOccluded, jaxrender::OccludedImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)

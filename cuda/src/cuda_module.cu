@@ -59,7 +59,7 @@ ffi::Error check_query(const ffi::Buffer<ffi::S32>& nodes, const ffi::Buffer<ffi
                        const ffi::Buffer<ffi::F32>& directions,
                        const ffi::Buffer<ffi::F32>& t_max) {
   if (nodes.element_count() % kNodeWords != 0 || nodes.element_count() == 0)
-    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 16) with M >= 1");
+    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 32) with M >= 1");
   if (tris.element_count() % 9 != 0 || prim_ids.element_count() != tris.element_count() / 9)
     return ffi::Error::InvalidArgument("accel.tris must be (F, 9) and accel.prim_ids (F,)");
   if (origins.element_count() % 3 != 0 || directions.element_count() != origins.element_count() ||
@@ -229,7 +229,7 @@ __global__ void boxes_kernel(int32_t* nodes, const float* __restrict__ tris, int
 // Trees of fewer than two triangles: a root with at most one leaf child.
 __global__ void small_root_kernel(int32_t* nodes, const float* __restrict__ tris, int32_t n,
                                   const uint64_t* __restrict__ keys) {
-  Node root;
+  Node2 root;
   for (int c = 0; c < 2; ++c) {
     root.child[c] = 0;
     root.count[c] = -1;
@@ -239,7 +239,12 @@ __global__ void small_root_kernel(int32_t* nodes, const float* __restrict__ tris
     root.count[0] = 1;
     triangle_box(tris, 0, root.lo[0], root.hi[0]);
   }
-  memcpy(nodes, &root, sizeof(Node));
+  memcpy(nodes, &root, sizeof(Node2));
+}
+
+__global__ void collapse_kernel(const int32_t* __restrict__ nodes2, int32_t m, int32_t* nodes) {
+  int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < m) collapse_node(nodes2, i, nodes);
 }
 
 template <typename T>
@@ -274,9 +279,11 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
   s.node_parent = take<int32_t>(scratch, n, ok);
   s.leaf_parent = take<int32_t>(scratch, n, ok);
   s.visits = take<int32_t>(scratch, n, ok);
+  const int64_t m = max_bvh_nodes(F);
+  int32_t* nodes2 = take<int32_t>(scratch, kNode2Words * m, ok);
   if (!ok) return ffi::Error::Internal("build_bvh: out of GPU scratch memory");
 
-  cudaMemsetAsync(nodes->typed_data(), 0, sizeof(int32_t) * nodes->element_count(), stream);
+  cudaMemsetAsync(nodes2, 0, sizeof(int32_t) * kNode2Words * m, stream);
   init_scratch_kernel<<<1, 1, 0, stream>>>(s.cbox, s.bad_face);
   if (n > 0) {
     centroid_bounds_kernel<<<grid_for(n), kBlock, 0, stream>>>(
@@ -306,17 +313,18 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
         vertices.typed_data(), faces.typed_data(), order.Current(), n, tris->typed_data(),
         prim_ids->typed_data());
     if (n >= 2) {
-      link_kernel<<<grid_for(n - 1), kBlock, 0, stream>>>(keys.Current(), n, nodes->typed_data(),
+      link_kernel<<<grid_for(n - 1), kBlock, 0, stream>>>(keys.Current(), n, nodes2,
                                                           s.node_parent, s.leaf_parent, s.visits);
-      boxes_kernel<<<grid_for(n), kBlock, 0, stream>>>(nodes->typed_data(), tris->typed_data(), n,
+      boxes_kernel<<<grid_for(n), kBlock, 0, stream>>>(nodes2, tris->typed_data(), n,
                                                        s.node_parent, s.leaf_parent, s.visits);
     } else {
-      small_root_kernel<<<1, 1, 0, stream>>>(nodes->typed_data(), tris->typed_data(), n,
-                                             keys.Current());
+      small_root_kernel<<<1, 1, 0, stream>>>(nodes2, tris->typed_data(), n, keys.Current());
     }
   } else {
-    small_root_kernel<<<1, 1, 0, stream>>>(nodes->typed_data(), tris->typed_data(), 0, nullptr);
+    small_root_kernel<<<1, 1, 0, stream>>>(nodes2, tris->typed_data(), 0, nullptr);
   }
+  // The binary tree becomes the 4-wide tree that traversal reads.
+  collapse_kernel<<<grid_for(m), kBlock, 0, stream>>>(nodes2, (int32_t)m, nodes->typed_data());
   return last_cuda_error("build_bvh");
 }
 
@@ -329,7 +337,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvhCuda, jaxrender::BuildBvhImpl,
                                   .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::Buffer<ffi::F32>>()   // vertices (V, 3)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // faces (F, 3)
-                                  .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Ret<ffi::Buffer<ffi::F32>>()   // tris (F, 9), BVH order
                                   .Ret<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Attr<int32_t>("method"));      // ignored: always LBVH
@@ -337,7 +345,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvhCuda, jaxrender::BuildBvhImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersectCuda, jaxrender::IntersectImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
@@ -351,7 +359,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersectCuda, jaxrender::IntersectImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderOccludedCuda, jaxrender::OccludedImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 16)
+                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)

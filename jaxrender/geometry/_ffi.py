@@ -26,6 +26,8 @@ else:
 BUILD_BVH = "jaxrender_build_bvh"
 INTERSECT = "jaxrender_intersect"
 OCCLUDED = "jaxrender_occluded"
+# int32 words per 4-wide BVH node (kNodeWords in cuda/include/jaxrender/bvh.h).
+NODE_WORDS = 32
 
 
 def max_bvh_nodes(num_faces: int) -> int:

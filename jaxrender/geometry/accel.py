@@ -26,8 +26,8 @@ class Accel:
     """A bounding volume hierarchy over a triangle mesh, as flat arrays.
 
     Attributes:
-      nodes: int32 (M, 16). Binary BVH nodes holding both children's boxes
-        (float bit patterns) and child links; see cuda/include/jaxrender/bvh.h.
+      nodes: int32 (M, 32). 4-wide BVH nodes holding their children's boxes
+        (float bit patterns) and links; see cuda/include/jaxrender/bvh.h.
       tris: float32 (F, 9). The triangles' vertices, reordered into leaf order.
       prim_ids: int32 (F,). For each row of `tris`, the index of its face.
 
@@ -125,8 +125,8 @@ def _check_rays(origins, directions, t_max):
 def _check_accel(accel):
     if not isinstance(accel, Accel):
         raise TypeError(f"accel must be an Accel from build_bvh, got {type(accel).__name__}")
-    if accel.nodes.dtype != jnp.int32 or accel.nodes.shape[-1:] != (16,):
-        raise ValueError(f"accel.nodes must be int32 (M, 16), got {accel.nodes.dtype} {accel.nodes.shape}")
+    if accel.nodes.dtype != jnp.int32 or accel.nodes.shape[-1:] != (_ffi.NODE_WORDS,):
+        raise ValueError(f"accel.nodes must be int32 (M, {_ffi.NODE_WORDS}), got {accel.nodes.dtype} {accel.nodes.shape}")
     if accel.tris.dtype != jnp.float32 or accel.tris.shape[-1:] != (9,):
         raise ValueError(f"accel.tris must be float32 (F, 9), got {accel.tris.dtype} {accel.tris.shape}")
 
@@ -162,7 +162,7 @@ def build_bvh(vertices, faces, *, method: str = "sah") -> Accel:
     vertices = jax.lax.stop_gradient(vertices)
     num_faces = faces.shape[0]
     out_types = (
-        jax.ShapeDtypeStruct((_ffi.max_bvh_nodes(num_faces), 16), jnp.int32),
+        jax.ShapeDtypeStruct((_ffi.max_bvh_nodes(num_faces), _ffi.NODE_WORDS), jnp.int32),
         jax.ShapeDtypeStruct((num_faces, 9), jnp.float32),
         jax.ShapeDtypeStruct((num_faces,), jnp.int32),
     )

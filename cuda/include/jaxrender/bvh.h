@@ -1,33 +1,99 @@
-// Bounding volume hierarchy layout and traversal, shared by CPU and GPU.
+// Bounding volume hierarchy layouts and traversal, shared by CPU and GPU.
 //
-// Layout: a binary BVH whose nodes store the boxes of their two children, so
-// one 64-byte node visit tests both children (one cache line on the CPU, one
-// 64-byte load on the GPU). Node 0 is the root. For child c of a node:
+// Builders (binned SAH on the CPU, LBVH on both) produce a binary tree of
+// Node2, whose nodes store the boxes of their two children. Traversal runs on
+// a 4-wide tree of Node, made from the binary one by collapse_node(): the
+// 4-wide node i holds the grandchildren of binary node i (a leaf child stays
+// one slot). Every binary node gets a 4-wide node, so the collapse is one
+// independent step per node (one GPU thread each); the traversal only
+// reaches every other level. Four boxes per visit halve the visits and let
+// the compiler test the boxes with SIMD instructions.
+//
+// For slot c of a node:
 //   count[c] == 0: interior, child[c] is the index of its node;
 //   count[c] >  0: leaf, triangles [child[c], child[c] + count[c]) of the
 //                  reordered triangle array;
 //   count[c] <  0: empty (nothing to visit).
-// The Python side holds nodes as an int32 (M, 16) array; the floats are bit
-// patterns, so XLA never treats them as numbers.
+// Node 0 is the root. The Python side holds nodes as an int32 (M, 32) array;
+// the floats are bit patterns, so XLA never treats them as numbers.
 #pragma once
 
 #include "jaxrender/common.h"
 #include "jaxrender/triangle.h"
 
+// On x86 hosts the four box tests of a node are one SSE operation each.
+#if !defined(__CUDA_ARCH__) && (defined(__SSE2__) || defined(_M_X64))
+#include <emmintrin.h>
+#define JAXRENDER_SSE_BOXES 1
+#endif
+
 namespace jaxrender {
 
-constexpr int kNodeWords = 16;
-// Deepest tree the builders may produce plus margin: both builders bound the
-// depth (CPU: median splits below depth 64; GPU: 63-bit keys + index bits).
-constexpr int kStackSize = 128;
+constexpr int kNode2Words = 16;
+constexpr int kNodeWords = 32;
+constexpr int kWidth = 4;
+// Deepest binary tree the builders may produce is < 96 levels (CPU: median
+// splits below depth 64; GPU: 63-bit keys + 32 index bits); the 4-wide tree
+// then has < 48 levels with at most 3 deferred slots each.
+constexpr int kStackSize = 160;
 
-struct Node {
+struct Node2 {
   float lo[2][3];  // child boxes: lo[c][axis]
   float hi[2][3];
   int32_t child[2];
   int32_t count[2];
 };
-static_assert(sizeof(Node) == 64, "Node must be 64 bytes");
+static_assert(sizeof(Node2) == kNode2Words * 4, "Node2 must be 64 bytes");
+
+struct Node {
+  float lo[3][kWidth];  // structure of arrays: lo[axis][slot]
+  float hi[3][kWidth];
+  int32_t child[kWidth];
+  int32_t count[kWidth];
+};
+static_assert(sizeof(Node) == kNodeWords * 4, "Node must be 128 bytes");
+// Word offsets of Node's fields, for reading nodes in place during traversal.
+constexpr int kLoWord = 0;
+constexpr int kHiWord = 3 * kWidth;
+constexpr int kChildWord = 6 * kWidth;
+constexpr int kCountWord = 7 * kWidth;
+
+// Writes 4-wide node i (kNodeWords words at nodes + i * kNodeWords) from
+// binary node i and its interior children.
+JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* nodes) {
+  Node2 b;
+  memcpy(&b, nodes2 + (int64_t)i * kNode2Words, sizeof(Node2));
+  Node out;
+  int slot = 0;
+  for (int c = 0; c < 2; ++c) {
+    if (b.count[c] == 0) {
+      Node2 g;
+      memcpy(&g, nodes2 + (int64_t)b.child[c] * kNode2Words, sizeof(Node2));
+      for (int k = 0; k < 2; ++k, ++slot) {
+        for (int a = 0; a < 3; ++a) {
+          out.lo[a][slot] = g.lo[k][a];
+          out.hi[a][slot] = g.hi[k][a];
+        }
+        out.child[slot] = g.child[k];
+        out.count[slot] = g.count[k];
+      }
+    } else {
+      for (int a = 0; a < 3; ++a) {
+        out.lo[a][slot] = b.lo[c][a];
+        out.hi[a][slot] = b.hi[c][a];
+      }
+      out.child[slot] = b.child[c];
+      out.count[slot] = b.count[c];
+      ++slot;
+    }
+  }
+  for (; slot < kWidth; ++slot) {
+    for (int a = 0; a < 3; ++a) out.lo[a][slot] = out.hi[a][slot] = 0.0f;
+    out.child[slot] = 0;
+    out.count[slot] = -1;
+  }
+  memcpy(nodes + (int64_t)i * kNodeWords, &out, sizeof(Node));
+}
 
 struct RayBoxData {
   Vec3 org;
@@ -53,32 +119,63 @@ JR_HD RayBoxData make_ray_box_data(Vec3 o, Vec3 d) {
   return RayBoxData{o, Vec3{safe_rcp(d.x), safe_rcp(d.y), safe_rcp(d.z)}};
 }
 
-// Slab test of child c. Returns the entry distance, or NaN if the box is
-// missed within [0, t_max] (NaN, not +inf: t_max itself may be +inf, and NaN
-// fails every comparison the caller makes). The exit distance is scaled by
-// 1 + 2 gamma(3) (Ize 2013) so rounding never culls a box the ray enters.
-JR_HD float box_entry(const Node& n, int c, const RayBoxData& r, float t_max) {
-  float tx0 = (n.lo[c][0] - r.org.x) * r.inv_dir.x;
-  float tx1 = (n.hi[c][0] - r.org.x) * r.inv_dir.x;
-  float ty0 = (n.lo[c][1] - r.org.y) * r.inv_dir.y;
-  float ty1 = (n.hi[c][1] - r.org.y) * r.inv_dir.y;
-  float tz0 = (n.lo[c][2] - r.org.z) * r.inv_dir.z;
-  float tz1 = (n.hi[c][2] - r.org.z) * r.inv_dir.z;
-  float tnear = max2(max2(min2(tx0, tx1), min2(ty0, ty1)), max2(min2(tz0, tz1), 0.0f));
-  float tfar = min2(min2(max2(tx0, tx1), max2(ty0, ty1)), min2(max2(tz0, tz1), t_max));
-  tfar *= 1.00000024f;
-  return tnear <= tfar ? tnear : NAN;
+JR_HD int lowest_bit(unsigned mask) {
+#if defined(__CUDA_ARCH__)
+  return __ffs(mask) - 1;
+#else
+  return __builtin_ctz(mask);
+#endif
 }
+
+// Slab tests of the four slots: returns a mask with bit k set when slot k's
+// box is entered within [0, t_max], and writes the entry distances. Exit
+// distances are scaled by 1 + 2 gamma(3) (Ize 2013) so rounding never culls
+// a box the ray enters. The slab values are never NaN (see safe_rcp), so the
+// SSE min/max and the scalar compare-selects agree exactly.
+#if defined(JAXRENDER_SSE_BOXES)
+inline unsigned box_entries(const int32_t* node, const RayBoxData& r, float t_max, float* entry) {
+  const float o[3] = {r.org.x, r.org.y, r.org.z};
+  const float inv[3] = {r.inv_dir.x, r.inv_dir.y, r.inv_dir.z};
+  // SSE loads may alias the int32 node words.
+  const float* lo = reinterpret_cast<const float*>(node + kLoWord);
+  const float* hi = reinterpret_cast<const float*>(node + kHiWord);
+  __m128 tnear = _mm_setzero_ps();
+  __m128 tfar = _mm_set1_ps(t_max);
+  for (int a = 0; a < 3; ++a) {
+    const __m128 oa = _mm_set1_ps(o[a]);
+    const __m128 ia = _mm_set1_ps(inv[a]);
+    const __m128 t0 = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(lo + kWidth * a), oa), ia);
+    const __m128 t1 = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(hi + kWidth * a), oa), ia);
+    tnear = _mm_max_ps(tnear, _mm_min_ps(t0, t1));
+    tfar = _mm_min_ps(tfar, _mm_max_ps(t0, t1));
+  }
+  tfar = _mm_mul_ps(tfar, _mm_set1_ps(1.00000024f));
+  _mm_storeu_ps(entry, tnear);
+  return (unsigned)_mm_movemask_ps(_mm_cmple_ps(tnear, tfar));
+}
+#else
+JR_HD unsigned box_entries(const int32_t* node, const RayBoxData& r, float t_max, float* entry) {
+  const float o[3] = {r.org.x, r.org.y, r.org.z};
+  const float inv[3] = {r.inv_dir.x, r.inv_dir.y, r.inv_dir.z};
+  unsigned mask = 0;
+  for (int k = 0; k < kWidth; ++k) {
+    float tnear = 0.0f, tfar = t_max;
+    for (int a = 0; a < 3; ++a) {
+      float t0 = (bits_to_float(node[kLoWord + kWidth * a + k]) - o[a]) * inv[a];
+      float t1 = (bits_to_float(node[kHiWord + kWidth * a + k]) - o[a]) * inv[a];
+      tnear = max2(tnear, min2(t0, t1));
+      tfar = min2(tfar, max2(t0, t1));
+    }
+    entry[k] = tnear;
+    mask |= (tnear <= tfar * 1.00000024f ? 1u : 0u) << k;
+  }
+  return mask;
+}
+#endif
 
 JR_HD bool valid_ray(Vec3 o, Vec3 d, float t_max) {
   return finite3(o) && finite3(d) && (d.x != 0.0f || d.y != 0.0f || d.z != 0.0f) &&
          t_max > 0.0f;  // NaN t_max fails too
-}
-
-JR_HD Node load_node(const int32_t* nodes, int32_t index) {
-  Node n;
-  memcpy(&n, nodes + (int64_t)index * kNodeWords, sizeof(Node));
-  return n;
 }
 
 // Closest hit along o + t d, 0 < t < t_max. `tris` holds 9 floats per
@@ -103,18 +200,23 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
   int32_t node_index = 0;
   for (;;) {
     if (--visits_left < 0) break;
-    Node n = load_node(nodes, node_index);
-    int32_t next[2];
-    float next_t[2];
+    const int32_t* node = nodes + (int64_t)node_index * kNodeWords;
+    const int32_t* child = node + kChildWord;
+    const int32_t* count = node + kCountWord;
+    float entry[kWidth];
+    unsigned mask = box_entries(node, br, best, entry);
+    // Interior slots that were hit, kept sorted by entry distance.
+    int32_t next[kWidth];
+    float next_t[kWidth];
     int n_next = 0;
-    for (int c = 0; c < 2; ++c) {
-      if (n.count[c] < 0) continue;
-      float te = box_entry(n, c, br, best);
-      if (!(te <= best)) continue;
-      if (n.count[c] > 0) {
-        if (n.child[c] < 0 || (int64_t)n.child[c] + n.count[c] > n_tris) continue;
-        int32_t end = n.child[c] + n.count[c];
-        for (int32_t k = n.child[c]; k < end; ++k) {
+    for (; mask != 0; mask &= mask - 1) {
+      const int c = lowest_bit(mask);
+      // A leaf hit earlier in this node may have moved `best` closer.
+      if (count[c] < 0 || !(entry[c] <= best)) continue;
+      if (count[c] > 0) {
+        if (child[c] < 0 || (int64_t)child[c] + count[c] > n_tris) continue;
+        int32_t end = child[c] + count[c];
+        for (int32_t k = child[c]; k < end; ++k) {
           float t, b1, b2;
           if (intersect_triangle(wr, tris + (int64_t)k * 9, best, &t, &b1, &b2)) {
             best = t;
@@ -129,23 +231,26 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
           }
         }
       } else {
-        if (n.child[c] < 0 || n.child[c] >= n_nodes) continue;
-        next[n_next] = n.child[c];
-        next_t[n_next] = te;
-        ++n_next;
+        if (child[c] < 0 || child[c] >= n_nodes) continue;
+        int j = n_next++;
+        while (j > 0 && next_t[j - 1] > entry[c]) {
+          next[j] = next[j - 1];
+          next_t[j] = next_t[j - 1];
+          --j;
+        }
+        next[j] = child[c];
+        next_t[j] = entry[c];
       }
     }
-    if (n_next == 2) {
-      int nearer = next_t[1] < next_t[0] ? 1 : 0;
-      if (sp < kStackSize) {
-        stack[sp] = next[1 - nearer];
-        stack_t[sp] = next_t[1 - nearer];
-        ++sp;
+    if (n_next > 0) {
+      // Visit the nearest now; defer the others, farthest deepest.
+      for (int j = n_next - 1; j >= 1; --j) {
+        if (sp < kStackSize) {
+          stack[sp] = next[j];
+          stack_t[sp] = next_t[j];
+          ++sp;
+        }
       }
-      node_index = next[nearer];
-      continue;
-    }
-    if (n_next == 1) {
       node_index = next[0];
       continue;
     }

@@ -66,7 +66,7 @@ JR_HD int lbvh_delta(const uint64_t* keys, int32_t n, int32_t i, int32_t j) {
 }
 
 // Determines the children of interior node i (0 <= i < n - 1) and writes its
-// links into nodes[i] (words 12..15) and the parents of both children.
+// links into binary node i (words 12..15) and the parents of both children.
 // leaf_valid(k) tells whether sorted triangle k can be hit.
 JR_HD void lbvh_link_node(const uint64_t* keys, int32_t n, int32_t i, int32_t* nodes,
                           int32_t* node_parent, int32_t* leaf_parent) {
@@ -88,7 +88,7 @@ JR_HD void lbvh_link_node(const uint64_t* keys, int32_t n, int32_t i, int32_t* n
   int32_t gamma = i + s * d + (d < 0 ? -1 : 0);
   int32_t first = i < j ? i : j;
   int32_t last = i < j ? j : i;
-  int32_t* links = nodes + (int64_t)i * kNodeWords + 12;
+  int32_t* links = nodes + (int64_t)i * kNode2Words + 12;
   int32_t kids[2] = {gamma, gamma + 1};
   bool leaf[2] = {first == gamma, last == gamma + 1};
   for (int c = 0; c < 2; ++c) {
@@ -117,7 +117,7 @@ JR_HD void triangle_box(const float* tris, int32_t k, float* lo, float* hi) {
 // (which must already be written). `nodes` may be volatile-read on the GPU.
 template <typename NodePtr>
 JR_HD void lbvh_fill_boxes(NodePtr nodes, const float* tris, int32_t p) {
-  int32_t base = p * kNodeWords;
+  int32_t base = p * kNode2Words;
   for (int c = 0; c < 2; ++c) {
     int32_t child = nodes[base + 12 + c];
     int32_t count = nodes[base + 14 + c];
@@ -126,7 +126,7 @@ JR_HD void lbvh_fill_boxes(NodePtr nodes, const float* tris, int32_t p) {
     if (count > 0) {
       triangle_box(tris, child, lo, hi);
     } else if (count == 0) {
-      int32_t cb = child * kNodeWords;
+      int32_t cb = child * kNode2Words;
       for (int g = 0; g < 2; ++g) {
         if (nodes[cb + 14 + g] < 0) continue;
         for (int a = 0; a < 3; ++a) {
