@@ -114,13 +114,16 @@ struct BuildScratch {
   int32_t* visits;       // n - 1 arrival counters for the bottom-up box pass
 };
 
+// Float min/max through integer atomics: non-negative floats order like
+// signed ints, negative ones reversed like unsigned ints. signbit (not v >= 0)
+// sends -0.0 down the negative path, where it orders correctly.
 __device__ float atomic_min_float(float* addr, float v) {
-  return v >= 0.0f ? __int_as_float(atomicMin((int*)addr, __float_as_int(v)))
+  return !signbit(v) ? __int_as_float(atomicMin((int*)addr, __float_as_int(v)))
                    : __uint_as_float(atomicMax((unsigned*)addr, __float_as_uint(v)));
 }
 
 __device__ float atomic_max_float(float* addr, float v) {
-  return v >= 0.0f ? __int_as_float(atomicMax((int*)addr, __float_as_int(v)))
+  return !signbit(v) ? __int_as_float(atomicMax((int*)addr, __float_as_int(v)))
                    : __uint_as_float(atomicMin((unsigned*)addr, __float_as_uint(v)));
 }
 
@@ -325,7 +328,11 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
   }
   // The binary tree becomes the 4-wide tree that traversal reads.
   collapse_kernel<<<grid_for(m), kBlock, 0, stream>>>(nodes2, (int32_t)m, nodes->typed_data());
-  return last_cuda_error("build_bvh");
+  if (auto e = last_cuda_error("build_bvh"); e.failure()) return e;
+  // The scratch allocator frees its buffers when this handler returns, so
+  // the kernels that use them must have finished by then.
+  if (cudaStreamSynchronize(stream) != cudaSuccess) return last_cuda_error("build_bvh");
+  return ffi::Error::Success();
 }
 
 }  // namespace
