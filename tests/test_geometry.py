@@ -558,16 +558,8 @@ def test_zero_direction_component_single_triangle(method):
         np.testing.assert_allclose(hit.t * [1, 3, 1], 1, rtol=1e-6)
 
 
-BUG_SIGNED_ZERO = (
-    "BUG box_entry/safe_rcp (cuda/include/jaxrender/bvh.h, cef3aa1): a zero direction "
-    "component becomes copysign(1e-30, d) before the reciprocal, so a ray lying exactly "
-    "on a BVH box's lo plane with d = -0.0 (or on its hi plane with d = +0.0) counts as "
-    "leaving the slab at t = 0 and the box is culled: the same geometric ray hits with "
-    "+0.0 and misses with -0.0 (not conservative, contrary to the comment)"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_SIGNED_ZERO)
 @pytest.mark.parametrize("method", METHODS)
 def test_signed_zero_direction_component_single_triangle(method):
     """Minimal reproducer: triangle (0,-1,0), (0,1,0), (1,0,0) (box lo.x = 0),
@@ -759,16 +751,8 @@ def _general_in_plane_rays(n, rng):
     return o32, d32
 
 
-BUG_IN_PLANE = (
-    "BUG intersect_triangle (cuda/include/jaxrender/triangle.h): rays lying exactly in "
-    "a (non axis-aligned) triangle's plane hit it (71 of 512 such rays through the "
-    "triangle (1,0,0),(0,1,0),(0,0,1)); the projection along d is a segment, but the "
-    "float32 translation + shear turn it into a sliver with det != 0 (same root cause "
-    "as BUG_COLLINEAR)"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_IN_PLANE)
 def test_ray_in_general_face_plane_misses_that_face():
     """Minimal reproducer: triangle (1,0,0), (0,1,0), (0,0,1), o = (-7.578125,
     10.2109375, -1.6328125), d = (4, -5, 1) (both exactly in x + y + z = 1)
@@ -872,9 +856,6 @@ def test_t_max_is_exclusive_and_special_values():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.xfail(strict=True, reason="API: a Python float t_max raises TypeError "
-                   "('t_max must be a floating-point array, got dtype None'), although "
-                   "lists and 0-d arrays are accepted and broadcast")
 def test_python_scalar_t_max():
     v, f, acc = scene("box")
     o = np.array([[0.25, 0.5, 5]], np.float32)
@@ -935,15 +916,8 @@ def test_degenerate_triangles_never_hit(method):
     assert h.prim[0] == len(f) - 1
 
 
-BUG_COLLINEAR = (
-    "BUG intersect_triangle (cuda/include/jaxrender/triangle.h): an exactly collinear "
-    "triangle (zero area, distinct vertices) is not rejected; after the float32 "
-    "translation + shear its projection is a sliver with det != 0, so rays through "
-    "(or within rounding of) its segment report hits"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_COLLINEAR)
 def test_collinear_triangles_never_hit():
     """Minimal reproducer: v = [[0,0,0],[1,1,1],[2,2,2]], o = (-3,-2,-1),
     d = (3.5, 2.5, 1.5) (through (0.5, 0.5, 0.5)) hits at t = 1, b1 = 0.5."""
@@ -992,14 +966,8 @@ def test_empty_mesh(method, num_vertices):
     np.testing.assert_array_equal(hit.prim, -1)
 
 
-BUG_EMPTY_GRAD = (
-    "BUG accel._reintersect: differentiating intersect on a mesh with F = 0 raises "
-    "TypeError ('Slice size at index 0 in gather op is out of range') from "
-    "faces[jnp.where(hit, prim, 0)] on the empty faces array, instead of zero derivatives"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_EMPTY_GRAD)
 def test_empty_mesh_gradients_are_zero():
     v = np.eye(3, dtype=np.float32)
     f = np.zeros((0, 3), np.int32)

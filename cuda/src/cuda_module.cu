@@ -247,7 +247,7 @@ __global__ void small_root_kernel(int32_t* nodes, const float* __restrict__ tris
 
 __global__ void collapse_kernel(const int32_t* __restrict__ nodes2, int32_t m, int32_t* nodes) {
   int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < m) collapse_node(nodes2, i, nodes);
+  if (i < m) collapse_node(nodes2, i, nodes + (int64_t)i * kNodeWords);
 }
 
 template <typename T>

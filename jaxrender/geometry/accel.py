@@ -69,8 +69,11 @@ class Hit(NamedTuple):
 
 
 def _as_float_array(x, name: str, last_dim: int | None) -> jax.Array:
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x, dtype=np.float32)
+    if isinstance(x, (list, tuple, int, float)) and not isinstance(x, bool):
+        try:
+            x = np.asarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must be a floating-point array: {e}") from None
     dtype = getattr(x, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{name} must be a floating-point array, got dtype {dtype}")
@@ -267,7 +270,8 @@ def _intersect_flat_jvp(primals, tangents):
     names = ("vertices", "origins", "directions")
     values = dict(zip(names, (vertices, origins, directions)))
     active = {k: t for k, t in zip(names, (dv, do, dd)) if not isinstance(t, SymbolicZero)}
-    if active:
+    # With no faces nothing can be hit, and there is no triangle to gather.
+    if active and faces.shape[0] > 0:
         def f(*xs):
             kw = {**values, **dict(zip(active, xs))}
             return _reintersect(kw["vertices"], faces, hit.prim, found, kw["origins"], kw["directions"])

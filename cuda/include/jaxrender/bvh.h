@@ -58,9 +58,21 @@ constexpr int kHiWord = 3 * kWidth;
 constexpr int kChildWord = 6 * kWidth;
 constexpr int kCountWord = 7 * kWidth;
 
-// Writes 4-wide node i (kNodeWords words at nodes + i * kNodeWords) from
-// binary node i and its interior children.
-JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* nodes) {
+// Writes the 4-wide node made from binary node i and its interior children
+// to `out` (kNodeWords words). Its interior slots keep binary node indices,
+// which stay valid when every binary node i is collapsed to output node i.
+// Boxes are padded outwards by a few ulps: a ray with a zero direction
+// component whose origin lies on a box plane (the plane of a triangle edge,
+// say) is then strictly inside the slab, whatever the sign of its zero,
+// while a ray exactly on a padded plane touches no geometry of that box.
+JR_HD void pad_box(float* lo, float* hi) {
+  if (!(*lo <= *hi)) return;  // empty or NaN: leave as is
+  float pad = (fabsf(*lo) + fabsf(*hi)) * 9.5367431640625e-7f + 1e-30f;  // 2^-20
+  *lo -= pad;
+  *hi += pad;
+}
+
+JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* out_words) {
   Node2 b;
   memcpy(&b, nodes2 + (int64_t)i * kNode2Words, sizeof(Node2));
   Node out;
@@ -73,6 +85,7 @@ JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* nodes) {
         for (int a = 0; a < 3; ++a) {
           out.lo[a][slot] = g.lo[k][a];
           out.hi[a][slot] = g.hi[k][a];
+          pad_box(&out.lo[a][slot], &out.hi[a][slot]);
         }
         out.child[slot] = g.child[k];
         out.count[slot] = g.count[k];
@@ -81,6 +94,7 @@ JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* nodes) {
       for (int a = 0; a < 3; ++a) {
         out.lo[a][slot] = b.lo[c][a];
         out.hi[a][slot] = b.hi[c][a];
+        pad_box(&out.lo[a][slot], &out.hi[a][slot]);
       }
       out.child[slot] = b.child[c];
       out.count[slot] = b.count[c];
@@ -92,7 +106,7 @@ JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* nodes) {
     out.child[slot] = 0;
     out.count[slot] = -1;
   }
-  memcpy(nodes + (int64_t)i * kNodeWords, &out, sizeof(Node));
+  memcpy(out_words, &out, sizeof(Node));
 }
 
 struct RayBoxData {
@@ -107,9 +121,9 @@ JR_HD float min2(float a, float b) { return a < b ? a : b; }
 JR_HD float max2(float a, float b) { return a > b ? a : b; }
 
 // Reciprocal that never yields +-inf: a direction component that is zero (or
-// tiny) becomes +-1e30, so (bound - origin) * inv is 0 rather than 0 * inf =
-// NaN when the origin lies on a slab plane; the ray then counts as inside
-// that slab, which is conservative.
+// tiny) becomes +-1e30, so (bound - origin) * inv is never 0 * inf = NaN.
+// Boxes are padded (collapse_node), so an origin on a triangle's plane is
+// strictly inside the slab rather than on its boundary.
 JR_HD float safe_rcp(float x) {
   const float tiny = 1e-30f;
   return 1.0f / (fabsf(x) > tiny ? x : copysignf(tiny, x));
@@ -189,6 +203,9 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
                          const int32_t* prim_ids, int64_t n_tris, Vec3 o, Vec3 d, float t_max) {
   HitRecord hit{INFINITY, -1, 0.0f, 0.0f};
   if (n_tris == 0 || !valid_ray(o, d, t_max)) return hit;
+  // -0.0 + 0.0 == +0.0: a zero direction component then gives the same
+  // shear and slab signs whichever zero the caller passed.
+  d = Vec3{d.x + 0.0f, d.y + 0.0f, d.z + 0.0f};
   int64_t visits_left = n_nodes;
   WatertightRay wr = make_watertight_ray(o, d);
   RayBoxData br = make_ray_box_data(o, d);

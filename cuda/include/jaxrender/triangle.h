@@ -14,6 +14,7 @@ namespace jaxrender {
 // Per-ray constants of the shear transform that maps the ray to +z.
 struct WatertightRay {
   float org[3];
+  float dir[3];
   int kx, ky, kz;
   float sx, sy, sz;
 };
@@ -23,6 +24,9 @@ JR_HD WatertightRay make_watertight_ray(Vec3 o, Vec3 d) {
   r.org[0] = o.x;
   r.org[1] = o.y;
   r.org[2] = o.z;
+  r.dir[0] = d.x;
+  r.dir[1] = d.y;
+  r.dir[2] = d.z;
   float ax = fabsf(d.x), ay = fabsf(d.y), az = fabsf(d.z);
   int kz = (ax > ay) ? (ax > az ? 0 : 2) : (ay > az ? 1 : 2);
   int kx = kz == 2 ? 0 : kz + 1;
@@ -80,6 +84,22 @@ JR_HD bool intersect_triangle(const WatertightRay& r, const float* tri, float t_
   float inv_det = 1.0f / det;
   float t = T * inv_det;
   if (!(t > 0.0f && t < t_max)) return false;
+  // A ray exactly parallel to the face's plane (in-plane rays, and every ray
+  // against a zero-area face) cannot cross it, but rounding in the sheared
+  // edge functions can make it look as if it did. The check runs only on
+  // candidate hits, in double, where float differences and products of the
+  // small dyadic values such rays are made of are exact.
+  {
+    double e1[3], e2[3];
+    for (int a = 0; a < 3; ++a) {
+      e1[a] = (double)tri[3 + a] - (double)tri[a];
+      e2[a] = (double)tri[6 + a] - (double)tri[a];
+    }
+    double nd = (e1[1] * e2[2] - e1[2] * e2[1]) * (double)r.dir[0] +
+                (e1[2] * e2[0] - e1[0] * e2[2]) * (double)r.dir[1] +
+                (e1[0] * e2[1] - e1[1] * e2[0]) * (double)r.dir[2];
+    if (nd == 0.0) return false;
+  }
   *t_out = t;
   *b1_out = V * inv_det;
   *b2_out = W * inv_det;
