@@ -2,11 +2,14 @@
 // Rays are spread over XLA's intra-op thread pool in chunks.
 #include <nanobind/nanobind.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bvh_build_cpu.h"
 #include "jaxrender/bvh.h"
+#include "jaxrender/lbvh.h"
 #include "parallel_cpu.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -19,6 +22,104 @@ namespace {
 // Rays per chunk: small enough to balance incoherent work across threads,
 // large enough that claiming a chunk costs nothing.
 constexpr int64_t kRayGrain = 1024;
+// Batches at least this large are traced in Morton order of their origins.
+constexpr int64_t kSortMinRays = 1 << 14;
+
+// Order in which to trace rays: by the 30-bit Morton code of their origins
+// within the root box, so consecutive rays start near each other and share
+// BVH nodes in cache. Returns an empty vector
+// (trace in the given order) for small batches and when every origin maps to
+// one key, as for camera rays, which are coherent already.
+std::vector<uint32_t> ray_order(ffi::ThreadPool& pool, const int32_t* nodes, const float* o,
+                                int64_t n) {
+  std::vector<uint32_t> order;
+  if (n < kSortMinRays || n > (int64_t)UINT32_MAX) return order;
+  float lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+  for (int k = 0; k < kWidth; ++k) {
+    for (int a = 0; a < 3; ++a) {
+      float l = bits_to_float(nodes[kLoWord + kWidth * a + k]);
+      float h = bits_to_float(nodes[kHiWord + kWidth * a + k]);
+      if (l <= h) {  // skips empty (NaN) slots
+        lo[a] = std::min(lo[a], l);
+        hi[a] = std::max(hi[a], h);
+      }
+    }
+  }
+  float scale[3];
+  for (int a = 0; a < 3; ++a) {
+    if (!(lo[a] <= hi[a])) return order;
+    scale[a] = hi[a] > lo[a] ? 1023.0f / (hi[a] - lo[a]) : 0.0f;
+  }
+  std::vector<uint32_t> keys(n);
+  parallel_for(pool, n, 1 << 15, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      uint32_t q[3];
+      for (int a = 0; a < 3; ++a) {
+        float x = (o[3 * i + a] - lo[a]) * scale[a];
+        x = x > 0.0f ? x : 0.0f;  // also maps NaN to 0
+        q[a] = (uint32_t)(x < 1023.0f ? x : 1023.0f);
+      }
+      keys[i] = (uint32_t)((spread_bits_21(q[0]) << 2) | (spread_bits_21(q[1]) << 1) |
+                           spread_bits_21(q[2]));
+    }
+  });
+  auto [kmin, kmax] = std::minmax_element(keys.begin(), keys.end());
+  if (*kmin == *kmax) return order;
+  // LSD radix sort of (key, index): three passes of 10 bits, whose 1024
+  // buckets keep the scatter cache-friendly.
+  order.resize(n);
+  std::vector<uint32_t> tmp(n), tmp_keys(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = (uint32_t)i;
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = 10 * pass;
+    std::vector<uint32_t> offset((1 << 10) + 1, 0);
+    for (int64_t i = 0; i < n; ++i) ++offset[((keys[i] >> shift) & 0x3ff) + 1];
+    for (int b = 0; b < (1 << 10); ++b) offset[b + 1] += offset[b];
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t dst = offset[(keys[i] >> shift) & 0x3ff]++;
+      tmp[dst] = order[i];
+      tmp_keys[dst] = keys[i];
+    }
+    order.swap(tmp);
+    keys.swap(tmp_keys);
+  }
+  return order;
+}
+
+// Traces every ray i (trace(origin, direction, t_max) -> Result) and hands
+// the result to store(i, result). When ray_order() gives an order, the rays
+// are first gathered into contiguous sorted copies and the results scattered
+// back afterwards: tracing through the permutation directly would turn every
+// ray's loads and stores into cache misses and cancel the gain.
+template <typename Result, typename Trace, typename Store>
+void trace_rays(ffi::ThreadPool& pool, const int32_t* nodes, const float* o, const float* d,
+                const float* t_max, int64_t n, const Trace& trace, const Store& store) {
+  std::vector<uint32_t> order = ray_order(pool, nodes, o, n);
+  if (order.empty()) {
+    parallel_for(pool, n, kRayGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) store(i, trace(o + 3 * i, d + 3 * i, t_max[i]));
+    });
+    return;
+  }
+  std::vector<float> so(3 * n), sd(3 * n), st(n);
+  std::vector<Result> result(n);
+  parallel_for(pool, n, kRayGrain, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t i = order[k];
+      for (int a = 0; a < 3; ++a) {
+        so[3 * k + a] = o[3 * i + a];
+        sd[3 * k + a] = d[3 * i + a];
+      }
+      st[k] = t_max[i];
+    }
+  });
+  parallel_for(pool, n, kRayGrain, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) result[k] = trace(&so[3 * k], &sd[3 * k], st[k]);
+  });
+  parallel_for(pool, n, kRayGrain, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) store((int64_t)order[k], result[k]);
+  });
+}
 
 ffi::Error check_accel(const ffi::Buffer<ffi::S32>& nodes, const ffi::Buffer<ffi::F32>& tris,
                        const ffi::Buffer<ffi::S32>& prim_ids) {
@@ -80,16 +181,17 @@ ffi::Error IntersectImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> nodes,
   float* b2 = b2_out->typed_data();
   const int64_t n_nodes = nodes.element_count() / kNodeWords;
   const int64_t n_tris = tris.element_count() / 9;
-  parallel_for(pool, N, kRayGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      HitRecord h = traverse<false>(nd, n_nodes, tr, pid, n_tris, load_vec3(o + 3 * i),
-                                    load_vec3(d + 3 * i), tm[i]);
-      t[i] = h.t;
-      prim[i] = h.prim;
-      b1[i] = h.b1;
-      b2[i] = h.b2;
-    }
-  });
+  trace_rays<HitRecord>(
+      pool, nd, o, d, tm, N,
+      [&](const float* ro, const float* rd, float rt) {
+        return traverse<false>(nd, n_nodes, tr, pid, n_tris, load_vec3(ro), load_vec3(rd), rt);
+      },
+      [&](int64_t i, const HitRecord& h) {
+        t[i] = h.t;
+        prim[i] = h.prim;
+        b1[i] = h.b1;
+        b2[i] = h.b2;
+      });
   return ffi::Error::Success();
 }
 
@@ -109,12 +211,13 @@ ffi::Error OccludedImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> nodes,
   bool* hit = hit_out->typed_data();
   const int64_t n_nodes = nodes.element_count() / kNodeWords;
   const int64_t n_tris = tris.element_count() / 9;
-  parallel_for(pool, N, kRayGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      hit[i] = traverse<true>(nd, n_nodes, tr, pid, n_tris, load_vec3(o + 3 * i),
-                              load_vec3(d + 3 * i), tm[i]).prim >= 0;
-    }
-  });
+  trace_rays<uint8_t>(
+      pool, nd, o, d, tm, N,
+      [&](const float* ro, const float* rd, float rt) {
+        return (uint8_t)(traverse<true>(nd, n_nodes, tr, pid, n_tris, load_vec3(ro),
+                                        load_vec3(rd), rt).prim >= 0);
+      },
+      [&](int64_t i, uint8_t h) { hit[i] = h != 0; });
   return ffi::Error::Success();
 }
 

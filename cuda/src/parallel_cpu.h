@@ -50,7 +50,7 @@ void parallel_for(xla::ffi::ThreadPool& pool, int64_t n, int64_t grain, const F&
       }
     }
   };
-  const int64_t helpers = std::min<int64_t>(threads, n_chunks - 1);
+  const int64_t helpers = std::min<int64_t>(threads - 1, n_chunks - 1);
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule(decltype(worker)(worker));
   worker();
   std::unique_lock<std::mutex> lock(state->mutex);

@@ -101,8 +101,10 @@ JR_HD void collapse_node(const int32_t* nodes2, int32_t i, int32_t* out_words) {
       ++slot;
     }
   }
+  // Empty slots get NaN boxes, which fail the slab test in both the SSE and
+  // the scalar version, so traversal never looks at their links.
   for (; slot < kWidth; ++slot) {
-    for (int a = 0; a < 3; ++a) out.lo[a][slot] = out.hi[a][slot] = 0.0f;
+    for (int a = 0; a < 3; ++a) out.lo[a][slot] = out.hi[a][slot] = NAN;
     out.child[slot] = 0;
     out.count[slot] = -1;
   }
@@ -229,9 +231,10 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
     for (; mask != 0; mask &= mask - 1) {
       const int c = lowest_bit(mask);
       // A leaf hit earlier in this node may have moved `best` closer.
-      if (count[c] < 0 || !(entry[c] <= best)) continue;
-      if (count[c] > 0) {
-        if (child[c] < 0 || (int64_t)child[c] + count[c] > n_tris) continue;
+      if (!(entry[c] <= best)) continue;
+      if (count[c] != 0) {
+        // Also skips empty slots of a corrupted node (count < 0 wraps).
+        if ((uint64_t)(uint32_t)child[c] + (uint32_t)count[c] > (uint64_t)n_tris) continue;
         int32_t end = child[c] + count[c];
         for (int32_t k = child[c]; k < end; ++k) {
           float t, b1, b2;
@@ -248,7 +251,7 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
           }
         }
       } else {
-        if (child[c] < 0 || child[c] >= n_nodes) continue;
+        if ((uint64_t)(uint32_t)child[c] >= (uint64_t)n_nodes) continue;
         int j = n_next++;
         while (j > 0 && next_t[j - 1] > entry[c]) {
           next[j] = next[j - 1];
