@@ -36,6 +36,7 @@ constexpr int kWidth = 4;
 // splits below depth 64; GPU: 63-bit keys + 32 index bits); the 4-wide tree
 // then has < 48 levels with at most 3 deferred slots each.
 constexpr int kStackSize = 160;
+static_assert(kStackSize >= 3 * 48 + kWidth, "traversal stack too small");
 
 struct Node2 {
   float lo[2][3];  // child boxes: lo[c][axis]
@@ -213,30 +214,20 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
   RayBoxData br = make_ray_box_data(o, d);
   float best = t_max;
   int32_t best_slot = -1;
-  int32_t stack[kStackSize];
+  // Deferred slots, nearest on top: interior nodes and leaves alike, so
+  // triangles are tested in order of distance and `best` tightens early.
+  int32_t stack_child[kStackSize];
+  int32_t stack_count[kStackSize];
   float stack_t[kStackSize];
   int sp = 0;
-  int32_t node_index = 0;
+  int32_t cur_child = 0;  // the slot being expanded: the root node
+  int32_t cur_count = 0;
   for (;;) {
-    if (--visits_left < 0) break;
-    const int32_t* node = nodes + (int64_t)node_index * kNodeWords;
-    const int32_t* child = node + kChildWord;
-    const int32_t* count = node + kCountWord;
-    float entry[kWidth];
-    unsigned mask = box_entries(node, br, best, entry);
-    // Interior slots that were hit, kept sorted by entry distance.
-    int32_t next[kWidth];
-    float next_t[kWidth];
-    int n_next = 0;
-    for (; mask != 0; mask &= mask - 1) {
-      const int c = lowest_bit(mask);
-      // A leaf hit earlier in this node may have moved `best` closer.
-      if (!(entry[c] <= best)) continue;
-      if (count[c] != 0) {
-        // Also skips empty slots of a corrupted node (count < 0 wraps).
-        if ((uint64_t)(uint32_t)child[c] + (uint32_t)count[c] > (uint64_t)n_tris) continue;
-        int32_t end = child[c] + count[c];
-        for (int32_t k = child[c]; k < end; ++k) {
+    if (cur_count != 0) {
+      // A leaf (bounds checked; count < 0 of a corrupted node wraps and fails).
+      if ((uint64_t)(uint32_t)cur_child + (uint32_t)cur_count <= (uint64_t)n_tris) {
+        const int32_t end = cur_child + cur_count;
+        for (int32_t k = cur_child; k < end; ++k) {
           float t, b1, b2;
           if (intersect_triangle(wr, tris + (int64_t)k * 9, best, &t, &b1, &b2)) {
             best = t;
@@ -250,36 +241,44 @@ JR_HD HitRecord traverse(const int32_t* nodes, int64_t n_nodes, const float* tri
             }
           }
         }
-      } else {
-        if ((uint64_t)(uint32_t)child[c] >= (uint64_t)n_nodes) continue;
-        int j = n_next++;
-        while (j > 0 && next_t[j - 1] > entry[c]) {
-          next[j] = next[j - 1];
-          next_t[j] = next_t[j - 1];
+      }
+    } else if ((uint64_t)(uint32_t)cur_child < (uint64_t)n_nodes && --visits_left >= 0) {
+      const int32_t* node = nodes + (int64_t)cur_child * kNodeWords;
+      const int32_t* child = node + kChildWord;
+      const int32_t* count = node + kCountWord;
+      float entry[kWidth];
+      unsigned mask = box_entries(node, br, best, entry);
+      // Hit slots sorted by entry distance, farthest first.
+      int slot[kWidth];
+      int n_hit = 0;
+      for (; mask != 0; mask &= mask - 1) {
+        const int c = lowest_bit(mask);
+        int j = n_hit++;
+        while (j > 0 && entry[slot[j - 1]] < entry[c]) {
+          slot[j] = slot[j - 1];
           --j;
         }
-        next[j] = child[c];
-        next_t[j] = entry[c];
+        slot[j] = c;
       }
-    }
-    if (n_next > 0) {
-      // Visit the nearest now; defer the others, farthest deepest.
-      for (int j = n_next - 1; j >= 1; --j) {
-        if (sp < kStackSize) {
-          stack[sp] = next[j];
-          stack_t[sp] = next_t[j];
+      if (n_hit > 0 && sp + n_hit <= kStackSize) {
+        for (int j = 0; j < n_hit - 1; ++j) {
+          stack_child[sp] = child[slot[j]];
+          stack_count[sp] = count[slot[j]];
+          stack_t[sp] = entry[slot[j]];
           ++sp;
         }
+        cur_child = child[slot[n_hit - 1]];
+        cur_count = count[slot[n_hit - 1]];
+        continue;
       }
-      node_index = next[0];
-      continue;
     }
-    // Pop the next subtree that may still hold a closer hit.
+    // Pop the next slot that may still hold a closer hit.
     bool found = false;
     while (sp > 0) {
       --sp;
       if (stack_t[sp] <= best) {
-        node_index = stack[sp];
+        cur_child = stack_child[sp];
+        cur_count = stack_count[sp];
         found = true;
         break;
       }
