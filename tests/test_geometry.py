@@ -1419,3 +1419,30 @@ def test_cpu_gpu_agree(name):
             acc = jr.build_bvh(v, f)
             hit = as_np(jr.intersect(acc, v, f, oo, dd))
         assert np.all(hit.prim >= 0), "rays leaked through shared edges on the GPU"
+
+
+def test_corrupted_accel_is_memory_safe():
+    """A hostile Accel (random node words, out-of-range links and counts, every
+    link pointing back at the root) must never crash, read out of bounds or
+    hang: traversal bounds-checks every link and caps node visits. The results
+    are meaningless but well-formed. (Run under ASan/UBSan: see RESULTS.md.)"""
+    rng = np.random.default_rng(7)
+    v, f = icosphere(2)
+    good = jr.build_bvh(v, f)
+    o = (rng.normal(size=(300, 3)) * 3).astype(np.float32)
+    d = rng.normal(size=(300, 3)).astype(np.float32)
+    for trial in range(12):
+        nodes = np.array(good.nodes)
+        if trial % 3 == 0:
+            nodes = rng.integers(-2**31, 2**31 - 1, size=nodes.shape, dtype=np.int64).astype(np.int32)
+        elif trial % 3 == 1:
+            nodes[:, 24:28] = rng.integers(-3, nodes.shape[0] + 3, size=(nodes.shape[0], 4))
+            nodes[:, 28:32] = rng.integers(-3, 10, size=(nodes.shape[0], 4))
+        else:
+            nodes[:, 24:32] = 0  # every slot an interior link to the root: a cycle
+        acc = jr.Accel(jnp.asarray(nodes), good.tris, good.prim_ids)
+        hit = jr.intersect(acc, v, f, o, d)
+        occ = jr.occluded(acc, v, f, o, d)
+        prim = np.asarray(hit.prim)
+        assert ((prim >= -1) & (prim < f.shape[0])).all()
+        assert np.asarray(occ).dtype == np.bool_
