@@ -1,0 +1,793 @@
+"""Triangle meshes from and to Wavefront OBJ and Stanford PLY files.
+
+Readers return a `MeshData` in Mitsuba 3's conventions, so that a mesh read
+here matches Mitsuba's `vertex_positions`, `faces`, `vertex_normals` and
+`vertex_texcoords` for the same file:
+
+* OBJ indexes positions, texture coordinates and normals separately; each
+  distinct (v, vt, vn) triplet used by a face becomes one vertex, as in
+  Mitsuba. Vertices are numbered by position index, then texture coordinate
+  index, then normal index, so files whose corners use matching indices (all
+  that `write_obj` writes, and files with positions only) keep their vertex
+  order and round trip exactly. (Mitsuba numbers them in order of first use
+  instead: the same mesh with its vertices permuted. Positions no face uses
+  are dropped by both.)
+* OBJ texture coordinates are flipped vertically (v -> 1 - v), as Mitsuba's
+  OBJ loader does; `write_obj` writes 1 - v back, so OBJ round trips are exact.
+  PLY texture coordinates are kept as stored.
+* Polygons are split into triangle fans (0, i, i + 1).
+
+Files are validated when read: indices out of range, non-finite numbers and
+meshes without faces raise `SceneError` naming the file (and the line, for
+OBJ). Binary PLY is read with vectorized numpy; text is parsed in bulk with a
+line-by-line fallback that pinpoints errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import struct
+import warnings
+
+import numpy as np
+
+from jaxrender.io.errors import SceneError, SceneWarning
+
+__all__ = ["MeshData", "read_obj", "read_ply", "write_obj", "write_ply"]
+
+
+@dataclasses.dataclass
+class MeshData:
+    """A triangle mesh as host arrays.
+
+    Attributes:
+      vertices: float32 (V, 3) positions.
+      faces: int32 (F, 3) vertex indices, counter-clockwise seen from the front.
+      normals: float32 (V, 3) per-vertex normals, or None.
+      texcoords: float32 (V, 2) per-vertex UVs, or None.
+
+    Arrays given to the constructor are converted to these dtypes; shapes
+    are checked (ValueError names the field).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    normals: np.ndarray | None = None
+    texcoords: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.vertices = _as_array(self.vertices, "vertices", np.float32, 3)
+        self.faces = _as_array(self.faces, "faces", np.int32, 3)
+        n = self.vertices.shape[0]
+        if self.normals is not None:
+            self.normals = _as_array(self.normals, "normals", np.float32, 3, rows=n)
+        if self.texcoords is not None:
+            self.texcoords = _as_array(self.texcoords, "texcoords", np.float32, 2, rows=n)
+
+    @property
+    def num_vertices(self) -> int:
+        return self.vertices.shape[0]
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[0]
+
+
+def _as_array(x, name: str, dtype, cols: int, rows: int | None = None) -> np.ndarray:
+    x = np.asarray(x)
+    if np.issubdtype(dtype, np.integer) and x.size and not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
+    if x.size == 0:
+        x = x.reshape(0, cols)
+    if x.ndim != 2 or x.shape[1] != cols:
+        raise ValueError(f"{name} must have shape ({'V' if rows else 'N'}, {cols}), got {x.shape}")
+    if rows is not None and x.shape[0] != rows:
+        raise ValueError(f"{name} must have one row per vertex ({rows}), got {x.shape[0]}")
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _open_bytes(path) -> tuple[str, bytes]:
+    path = os.path.abspath(os.fspath(path))
+    try:
+        with open(path, "rb") as f:
+            return path, f.read()
+    except FileNotFoundError:
+        raise SceneError(f"{path}: mesh file not found") from None
+    except IsADirectoryError:
+        raise SceneError(f"{path}: is a directory, not a mesh file") from None
+
+
+def _numbers(text: bytes, dtype, expected: int) -> np.ndarray | None:
+    """Parses whitespace-separated numbers in bulk; None unless exactly `expected`."""
+    if expected == 0:
+        return np.zeros(0, dtype)
+    with warnings.catch_warnings():
+        # numpy flags text it could not read to its end; the caller then
+        # falls back to parsing line by line, which names the culprit.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            out = np.fromstring(text, dtype=dtype, sep=" ")
+        except ValueError:
+            return None
+    return out if out.size == expected else None
+
+
+def _fan(counts: np.ndarray) -> np.ndarray:
+    """For polygons with `counts` corners stored back to back: (T, 3) corner
+    indices of their triangle fans."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ntri = counts - 2
+    poly = np.repeat(np.arange(counts.size), ntri)
+    local = np.arange(poly.size) - np.repeat(np.cumsum(ntri) - ntri, ntri) + 1
+    a = starts[poly]
+    return np.stack([a, a + local, a + local + 1], axis=1)
+
+
+_PLURAL = {"vertex": "vertices", "normal": "normals", "texture coordinate": "texture coordinates"}
+
+
+def _check_finite(arr: np.ndarray, what: str, path: str, lines: np.ndarray | None = None):
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        loc = f"{path}:{int(lines[i])}" if lines is not None else path
+        raise SceneError(
+            f"{loc}: {what} {i} is not finite ({arr[i].tolist()}); "
+            f"{int(bad.sum())} of {len(arr)} are NaN or infinite"
+        )
+
+
+# --------------------------------------------------------------------------
+# OBJ
+
+
+def read_obj(path) -> MeshData:
+    """Reads a Wavefront OBJ file (v, vt, vn, f; other statements ignored).
+
+    Faces may use `v`, `v/vt`, `v//vn`, `v/vt/vn`, negative (relative)
+    indices, and any number (>= 3) of corners.
+
+    Returns:
+      MeshData; `normals`/`texcoords` are None unless every face corner has them.
+
+    Raises:
+      SceneError: missing file, malformed statements, indices out of range,
+        non-finite numbers, or no faces (with file and line).
+    """
+    path, data = _open_bytes(path)
+    obj = _ObjText(data, path)
+    v = obj.floats(b"v", 3, "vertex")
+    vt = obj.floats(b"vt", 2, "texture coordinate")
+    vn = obj.floats(b"vn", 3, "normal")
+    faces_text = obj.bodies(b"f")
+    if not faces_text:
+        raise SceneError(f"{path}: mesh has no faces")
+    joined = b"\n".join(faces_text)
+    counts = _tokens_per_line(joined, len(faces_text))
+    if (counts < 3).any():
+        i = int(np.argmax(counts < 3))
+        raise SceneError(f"{path}:{obj.line(b'f', i)}: face with {int(counts[i])} vertices")
+    face_of_corner = np.repeat(np.arange(len(faces_text)), counts)
+    idx = _obj_face_indices(joined, int(counts.sum()), obj, face_of_corner)  # 0 = absent
+
+    # Resolve 1-based and negative (relative) indices, check ranges.
+    arrays = ((b"v", v, "vertex"), (b"vt", vt, "texture coordinate"), (b"vn", vn, "normal"))
+    for col, (key, arr, what) in enumerate(arrays):
+        c = idx[:, col]
+        neg = c < 0
+        if neg.any():
+            # -1 is the last element declared before the face's statement.
+            before = np.searchsorted(
+                obj.line_numbers(key), obj.line_numbers(b"f")[face_of_corner[neg]]
+            )
+            c[neg] += before + 1
+            c[neg] = np.where(c[neg] <= 0, -(10**18), c[neg])
+        out = (c != 0) & ((c < 1) | (c > arr.shape[0]))
+        if out.any():
+            k = int(np.argmax(out))
+            f = int(face_of_corner[k])
+            corner = faces_text[f].split()[k - int(np.searchsorted(face_of_corner, f))]
+            raise SceneError(
+                f"{path}:{obj.line(b'f', f)}: {what} index {corner.decode(errors='replace')!r} "
+                f"out of range (the file has {arr.shape[0]} {_PLURAL[what]})"
+            )
+    # Corners without a texture coordinate or normal make the whole attribute
+    # unusable; drop it rather than invent values.
+    present = idx != 0
+    has = [True, bool(present[:, 1].all()), bool(present[:, 2].all())]
+    for col, what in ((1, "texture coordinates"), (2, "normals")):
+        if present[:, col].any() and not has[col]:
+            warnings.warn(
+                f"{path}: some face corners have {what} and some do not; {what} ignored",
+                SceneWarning,
+                stacklevel=2,
+            )
+    keys = np.stack([idx[:, c] - 1 if has[c] else np.zeros_like(idx[:, 0]) for c in range(3)], 1)
+
+    # Unique (v, vt, vn) triplets, numbered in the order of their indices.
+    sizes = [max(v.shape[0], 1), max(vt.shape[0], 1), max(vn.shape[0], 1)]
+    if float(sizes[0]) * sizes[1] * sizes[2] < 2**62:
+        key = (keys[:, 0] * sizes[1] + keys[:, 1]) * sizes[2] + keys[:, 2]
+        _, first, corner_vertex = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        _, first, corner_vertex = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    corner_vertex = corner_vertex.reshape(-1)
+    unique_keys = keys[first]
+
+    faces = corner_vertex[_fan(counts)]
+    vertices = v[unique_keys[:, 0]]
+    texcoords = normals = None
+    if has[1]:
+        texcoords = vt[unique_keys[:, 1]].copy()
+        texcoords[:, 1] = 1.0 - texcoords[:, 1]
+    if has[2]:
+        normals = vn[unique_keys[:, 2]]
+    return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
+
+
+class _ObjText:
+    """The statements of an OBJ file by kind. Bodies are gathered with list
+    comprehensions over the lines (fast); line numbers only when needed."""
+
+    def __init__(self, data: bytes, path: str):
+        self.path = path
+        if b"\r" in data or b"\t" in data:
+            data = data.replace(b"\r", b"").replace(b"\t", b" ")
+        self.lines = data.split(b"\n")
+        if data[:1] == b" " or b"\n " in data:
+            self.lines = [ln.lstrip() for ln in self.lines]
+        self._bodies: dict = {}
+        self._line_numbers: dict = {}
+
+    def bodies(self, key: bytes) -> list:
+        """The text after `key` of each `key` statement, in file order."""
+        if key not in self._bodies:
+            head, k = key + b" ", len(key) + 1
+            bodies = [ln[k:] for ln in self.lines if ln[:k] == head]
+            if any(b"#" in b for b in bodies):  # trailing comments
+                bodies = [b.split(b"#", 1)[0] for b in bodies]
+            self._bodies[key] = bodies
+        return self._bodies[key]
+
+    def line_numbers(self, key: bytes) -> np.ndarray:
+        """1-based lines of the `key` statements."""
+        if key not in self._line_numbers:
+            head, k = key + b" ", len(key) + 1
+            found = [i + 1 for i, ln in enumerate(self.lines) if ln[:k] == head]
+            self._line_numbers[key] = np.asarray(found, dtype=np.int64)
+        return self._line_numbers[key]
+
+    def line(self, key: bytes, i: int) -> int:
+        return int(self.line_numbers(key)[i])
+
+    def floats(self, key: bytes, cols: int, what: str) -> np.ndarray:
+        """(N, cols) float64 from the statements of kind `key` (first `cols`
+        numbers of each: v may carry w or a colour, vt a w)."""
+        bodies = self.bodies(key)
+        n = len(bodies)
+        joined = b"\n".join(bodies)
+        counts = _tokens_per_line(joined, n)
+        k = int(counts[0]) if n else cols
+        arr = _numbers(joined, np.float64, n * k) if (counts == k).all() and k >= cols else None
+        if arr is not None:
+            arr = arr.reshape(n, k)[:, :cols]
+        else:
+            # Ragged lines or a bad number: go line by line to name the culprit.
+            arr = np.zeros((n, cols))
+            for i, body in enumerate(bodies):
+                parts = body.split()
+                if len(parts) < cols:
+                    raise SceneError(
+                        f"{self.path}:{self.line(key, i)}: {what} needs {cols} numbers, "
+                        f"got {len(parts)}"
+                    )
+                try:
+                    arr[i] = [float(p) for p in parts[:cols]]
+                except ValueError:
+                    raise SceneError(
+                        f"{self.path}:{self.line(key, i)}: could not parse {what} "
+                        f"{body.decode(errors='replace')!r}"
+                    ) from None
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SceneError(
+                f"{self.path}:{self.line(key, i)}: {what} {i} is not finite ({arr[i].tolist()}); "
+                f"{int(bad.sum())} of {len(arr)} are NaN or infinite"
+            )
+        return arr
+
+
+def _tokens_per_line(joined: bytes, n: int) -> np.ndarray:
+    """Number of whitespace-separated tokens on each of the n lines of `joined`."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    b = np.frombuffer(joined, np.uint8)
+    space = (b == 32) | (b == 10)
+    starts = np.flatnonzero(~space & np.concatenate([[True], space[:-1]]))
+    line = np.searchsorted(np.flatnonzero(b == 10), starts)
+    return np.bincount(line, minlength=n).astype(np.int64)
+
+
+def _obj_face_indices(joined: bytes, n: int, obj: _ObjText, face_of_corner) -> np.ndarray:
+    """(N, 3) int64 (v, vt, vn) for the n face corners in `joined`; 0 where absent."""
+    slashes = joined.count(b"/")
+    doubles = joined.count(b"//")
+    out = np.zeros((n, 3), dtype=np.int64)
+    # Fast paths for files whose corners all have the same form.
+    if slashes == 0:
+        cols, text = [0], joined
+    elif slashes == 2 * n and doubles == n:
+        cols, text = [0, 2], joined.replace(b"//", b" ")  # v//vn
+    elif slashes == n and doubles == 0:
+        cols, text = [0, 1], joined.replace(b"/", b" ")  # v/vt
+    elif slashes == 2 * n and doubles == 0:
+        cols, text = [0, 1, 2], joined.replace(b"/", b" ")  # v/vt/vn
+    else:
+        cols = None
+    if cols is not None:
+        a = _numbers(text, np.int64, len(cols) * n)
+        if a is not None:
+            out[:, cols] = a.reshape(n, len(cols))
+            if (out[:, cols] != 0).all():
+                return out
+    # Mixed forms or bad corners: one at a time, naming the line of a bad one.
+    for k, tok in enumerate(joined.split()):
+        parts = tok.split(b"/")
+        try:
+            if len(parts) > 3 or not parts[0]:
+                raise ValueError
+            vals = [int(p) if p else 0 for p in parts]
+        except ValueError:
+            raise SceneError(
+                f"{obj.path}:{obj.line(b'f', int(face_of_corner[k]))}: could not parse face "
+                f"corner {tok.decode(errors='replace')!r}"
+            ) from None
+        if any(p and val == 0 for p, val in zip(parts, vals, strict=True)):
+            raise SceneError(
+                f"{obj.path}:{obj.line(b'f', int(face_of_corner[k]))}: index 0 in face corner "
+                f"{tok.decode(errors='replace')!r} (OBJ indices start at 1)"
+            )
+        out[k, : len(vals)] = vals
+    return out
+
+
+def write_obj(path, vertices, faces=None, *, normals=None, texcoords=None) -> None:
+    """Writes a mesh as a Wavefront OBJ file.
+
+    Args:
+      path: output file.
+      vertices: (V, 3) positions, or a MeshData (then leave the rest unset).
+      faces: (F, 3) vertex indices.
+      normals, texcoords: optional (V, 3) and (V, 2) per-vertex attributes.
+        Texture coordinates are written as (u, 1 - v), see the module docstring.
+
+    Values are written with 9 significant digits (float32 round trips exactly).
+    """
+    mesh = _mesh_arg(vertices, faces, normals, texcoords)
+    f = mesh.faces.astype(np.int64) + 1
+    parts = [b"# written by jaxrender\n", _rows(b"v", mesh.vertices)]
+    if mesh.texcoords is not None:
+        uv = mesh.texcoords.astype(np.float64)
+        uv[:, 1] = 1.0 - uv[:, 1]
+        parts.append(_rows(b"vt", uv))
+    if mesh.normals is not None:
+        parts.append(_rows(b"vn", mesh.normals))
+    if mesh.texcoords is not None and mesh.normals is not None:
+        corner = "{0}/{0}/{0}"
+    elif mesh.texcoords is not None:
+        corner = "{0}/{0}"
+    elif mesh.normals is not None:
+        corner = "{0}//{0}"
+    else:
+        corner = "{0}"
+    fmt = "f " + " ".join(corner.replace("0", str(i)) for i in range(3)) + "\n"
+    parts.append("".join(fmt.format(*row) for row in f.tolist()).encode())
+    with open(os.fspath(path), "wb") as fh:
+        fh.write(b"".join(parts))
+
+
+def _rows(key: bytes, arr: np.ndarray) -> bytes:
+    fmt = key.decode() + (" %.9g" * arr.shape[1]) + "\n"
+    return "".join(fmt % tuple(r) for r in arr.astype(np.float64).tolist()).encode()
+
+
+def _mesh_arg(vertices, faces, normals, texcoords) -> MeshData:
+    if isinstance(vertices, MeshData):
+        if faces is not None or normals is not None or texcoords is not None:
+            raise TypeError("pass either a MeshData or arrays, not both")
+        return vertices
+    if faces is None:
+        raise TypeError("faces are required")
+    return MeshData(vertices, faces, normals, texcoords)
+
+
+# --------------------------------------------------------------------------
+# PLY
+
+_PLY_TYPES = {
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
+}
+_UV_NAMES = (("u", "v"), ("s", "t"), ("texture_u", "texture_v"), ("texture_s", "texture_t"))
+
+
+@dataclasses.dataclass
+class _PlyProp:
+    name: str
+    dtype: str  # item type for lists
+    count_dtype: str | None = None  # set for list properties
+
+
+@dataclasses.dataclass
+class _PlyElement:
+    name: str
+    count: int
+    props: list
+
+
+def read_ply(path) -> MeshData:
+    """Reads a Stanford PLY file (ASCII, binary little or big endian).
+
+    Vertex properties used: x, y, z; nx, ny, nz; u, v (or s, t, texture_u,
+    texture_v, texture_s, texture_t). Faces: the list property vertex_indices
+    (or vertex_index); polygons are fan-triangulated. Other elements and
+    properties are skipped.
+
+    Raises:
+      SceneError: missing file, bad header, truncated data, indices out of
+        range, non-finite numbers, no faces.
+    """
+    path, data = _open_bytes(path)
+    fmt, elements, body = _ply_header(data, path)
+    values = {}
+    if fmt == "ascii":
+        _ply_ascii(body, elements, values, path)
+    else:
+        _ply_binary(body, elements, values, path, "<" if fmt == "binary_little_endian" else ">")
+
+    if "vertex" not in values:
+        raise SceneError(f"{path}: no 'vertex' element")
+    vert = values["vertex"]
+    for c in "xyz":
+        if c not in vert:
+            raise SceneError(f"{path}: vertex element has no property {c!r}")
+    vertices = np.stack([vert[c] for c in "xyz"], axis=1).astype(np.float32)
+    normals = texcoords = None
+    if all(c in vert for c in ("nx", "ny", "nz")):
+        normals = np.stack([vert[c] for c in ("nx", "ny", "nz")], axis=1).astype(np.float32)
+    for u, v in _UV_NAMES:
+        if u in vert and v in vert:
+            texcoords = np.stack([vert[u], vert[v]], axis=1).astype(np.float32)
+            break
+    face = values.get("face", {})
+    lists = face.get("vertex_indices", face.get("vertex_index"))
+    if lists is None or lists[1].size == 0:
+        raise SceneError(f"{path}: mesh has no faces")
+    counts, flat = lists
+    if (counts < 3).any():
+        i = int(np.argmax(counts < 3))
+        raise SceneError(f"{path}: face {i} has {int(counts[i])} vertices")
+    faces = flat.astype(np.int64)[_fan(counts)]
+    _check_finite(vertices, "vertex", path)
+    if normals is not None:
+        _check_finite(normals, "normal", path)
+    if texcoords is not None:
+        _check_finite(texcoords, "texture coordinate", path)
+    bad = (faces < 0) | (faces >= vertices.shape[0])
+    if bad.any():
+        t = int(np.argmax(bad.any(axis=1)))
+        raise SceneError(
+            f"{path}: triangle {t} = {faces[t].tolist()} indexes a vertex outside "
+            f"[0, {vertices.shape[0]}) ({int(bad.any(axis=1).sum())} triangles out of range)"
+        )
+    return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
+
+
+def _ply_header(data: bytes, path: str):
+    m = re.search(rb"end_header[ \t]*\r?\n", data)
+    if not data.startswith(b"ply") or m is None:
+        raise SceneError(f"{path}: not a PLY file (no 'ply' ... 'end_header' header)")
+    fmt = None
+    elements: list[_PlyElement] = []
+    for i, raw in enumerate(data[: m.start()].decode("ascii", "replace").splitlines()[1:], 2):
+        toks = raw.split()
+        if not toks or toks[0] in ("comment", "obj_info"):
+            continue
+        where = f"{path}:{i}"
+        if toks[0] == "format":
+            if len(toks) < 2 or toks[1] not in (
+                "ascii",
+                "binary_little_endian",
+                "binary_big_endian",
+            ):
+                raise SceneError(f"{where}: unsupported PLY format {raw.strip()!r}")
+            fmt = toks[1]
+        elif toks[0] == "element":
+            if len(toks) != 3 or not toks[2].isdigit():
+                raise SceneError(f"{where}: bad element declaration {raw.strip()!r}")
+            elements.append(_PlyElement(toks[1], int(toks[2]), []))
+        elif toks[0] == "property":
+            if not elements:
+                raise SceneError(f"{where}: property before any element")
+            if len(toks) == 5 and toks[1] == "list":
+                if toks[2] not in _PLY_TYPES or toks[3] not in _PLY_TYPES:
+                    raise SceneError(f"{where}: unknown PLY type in {raw.strip()!r}")
+                elements[-1].props.append(
+                    _PlyProp(toks[4], _PLY_TYPES[toks[3]], _PLY_TYPES[toks[2]])
+                )
+            elif len(toks) == 3 and toks[1] in _PLY_TYPES:
+                elements[-1].props.append(_PlyProp(toks[2], _PLY_TYPES[toks[1]]))
+            else:
+                raise SceneError(f"{where}: bad property declaration {raw.strip()!r}")
+        else:
+            raise SceneError(f"{where}: unknown PLY header line {raw.strip()!r}")
+    if fmt is None:
+        raise SceneError(f"{path}: PLY header has no format line")
+    return fmt, elements, data[m.end() :]
+
+
+def _ply_binary(body: bytes, elements: list, values: dict, path: str, endian: str) -> None:
+    offset = 0
+    for el in elements:
+        if el.count == 0:
+            values[el.name] = {}
+            continue
+        lists = [p for p in el.props if p.count_dtype is not None]
+        if not lists:
+            dt = np.dtype([(p.name, endian + p.dtype) for p in el.props])
+            arr = _frombuffer(body, dt, el.count, offset, path, el.name)
+            offset += dt.itemsize * el.count
+            values[el.name] = {p.name: arr[p.name] for p in el.props}
+            continue
+        # Fast path: every list of the element as long as in its first record
+        # (all triangles, say): one structured dtype for the whole element.
+        fields, pos = [], offset
+        for p in el.props:
+            if p.count_dtype is None:
+                fields.append((p.name, endian + p.dtype))
+                pos += np.dtype(p.dtype).itemsize
+            else:
+                cdt = np.dtype(endian + p.count_dtype)
+                if pos + cdt.itemsize > len(body):
+                    raise SceneError(f"{path}: file ends inside element {el.name!r}")
+                n = int(np.frombuffer(body, cdt, 1, pos)[0])
+                fields.append((p.name + "#count", cdt))
+                fields.append((p.name, endian + p.dtype, (n,)))
+                pos += cdt.itemsize + n * np.dtype(p.dtype).itemsize
+        dt = np.dtype(fields)
+        arr = None
+        if offset + dt.itemsize * el.count <= len(body):
+            arr = np.frombuffer(body, dt, el.count, offset)
+            if not all((arr[p.name + "#count"] == arr.dtype[p.name].shape[0]).all() for p in lists):
+                arr = None
+        if arr is not None:
+            offset += dt.itemsize * el.count
+            out = {}
+            for p in el.props:
+                if p.count_dtype is None:
+                    out[p.name] = arr[p.name]
+                else:
+                    items = arr[p.name].reshape(el.count, -1)
+                    out[p.name] = (np.full(el.count, items.shape[1], np.int64), items.reshape(-1))
+            values[el.name] = out
+        else:
+            values[el.name], offset = _ply_binary_slow(body, el, offset, path, endian)
+
+
+def _frombuffer(body, dt, count, offset, path, name):
+    if offset + dt.itemsize * count > len(body):
+        raise SceneError(f"{path}: file ends inside element {name!r} (truncated?)")
+    return np.frombuffer(body, dt, count, offset)
+
+
+def _ply_binary_slow(body: bytes, el: _PlyElement, offset: int, path: str, endian: str):
+    """Record by record, for elements whose lists vary in length."""
+    scalars = {p.name: np.empty(el.count, p.dtype) for p in el.props if p.count_dtype is None}
+    counts = {p.name: np.empty(el.count, np.int64) for p in el.props if p.count_dtype}
+    chunks = {p.name: [] for p in el.props if p.count_dtype}
+    codes = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
+    size = len(body)
+    try:
+        for r in range(el.count):
+            for p in el.props:
+                if p.count_dtype is None:
+                    (scalars[p.name][r],) = struct.unpack_from(
+                        endian + codes[p.dtype], body, offset
+                    )
+                    offset += np.dtype(p.dtype).itemsize
+                else:
+                    (n,) = struct.unpack_from(endian + codes[p.count_dtype], body, offset)
+                    offset += np.dtype(p.count_dtype).itemsize
+                    nbytes = n * np.dtype(p.dtype).itemsize
+                    if offset + nbytes > size:
+                        raise struct.error
+                    counts[p.name][r] = n
+                    chunks[p.name].append(body[offset : offset + nbytes])
+                    offset += nbytes
+    except struct.error:
+        raise SceneError(f"{path}: file ends inside element {el.name!r} (truncated?)") from None
+    out = dict(scalars)
+    for p in el.props:
+        if p.count_dtype is not None:
+            flat = np.frombuffer(b"".join(chunks[p.name]), endian + p.dtype)
+            out[p.name] = (counts[p.name], flat)
+    return out, offset
+
+
+def _ply_ascii(body: bytes, elements: list, values: dict, path: str) -> None:
+    lines = [ln for ln in body.split(b"\n") if ln.strip()]
+    pos = 0
+    for el in elements:
+        rows = lines[pos : pos + el.count]
+        if len(rows) < el.count:
+            raise SceneError(
+                f"{path}: element {el.name!r} declares {el.count} rows, the file has {len(rows)}"
+            )
+        pos += el.count
+        if el.count == 0:
+            values[el.name] = {}
+            continue
+        lists = [p for p in el.props if p.count_dtype is not None]
+        if not lists:
+            k = len(el.props)
+            arr = _numbers(b"\n".join(rows), np.float64, el.count * k)
+            if arr is None:
+                arr = _ascii_rows(rows, k, el.name, path)
+            arr = arr.reshape(el.count, k)
+            values[el.name] = {p.name: arr[:, j].astype(p.dtype) for j, p in enumerate(el.props)}
+            continue
+        # Fast path: one list as the only property, all of the same length.
+        toks = [r.split() for r in rows]
+        ntok = np.array([len(t) for t in toks])
+        if len(el.props) == 1 and (ntok == ntok[0]).all():
+            arr = _numbers(b"\n".join(rows), np.float64, el.count * int(ntok[0]))
+            if arr is not None:
+                arr = arr.reshape(el.count, -1)
+                if (arr[:, 0] == ntok[0] - 1).all():
+                    p = el.props[0]
+                    items = arr[:, 1:]
+                    _check_integral(items, p, el, path)
+                    values[el.name] = {
+                        p.name: (
+                            np.full(el.count, items.shape[1]),
+                            items.reshape(-1).astype(p.dtype),
+                        )
+                    }
+                    continue
+        out = {p.name: [] for p in el.props}
+        for r, t in enumerate(toks):
+            try:
+                j = 0
+                for p in el.props:
+                    if p.count_dtype is None:
+                        out[p.name].append(float(t[j]))
+                        j += 1
+                    else:
+                        n = int(t[j])
+                        out[p.name].append([float(x) for x in t[j + 1 : j + 1 + n]])
+                        if len(out[p.name][-1]) != n:
+                            raise IndexError
+                        j += 1 + n
+                if j != len(t):
+                    raise IndexError
+            except (ValueError, IndexError):
+                raise SceneError(
+                    f"{path}: could not parse row {r} of element {el.name!r}: "
+                    f"{rows[r].decode(errors='replace').strip()!r}"
+                ) from None
+        result = {}
+        for p in el.props:
+            if p.count_dtype is None:
+                result[p.name] = np.asarray(out[p.name]).astype(p.dtype)
+            else:
+                counts = np.array([len(x) for x in out[p.name]], dtype=np.int64)
+                flat = np.array([y for x in out[p.name] for y in x], dtype=np.float64)
+                _check_integral(flat, p, el, path)
+                result[p.name] = (counts, flat.astype(p.dtype))
+        values[el.name] = result
+
+
+def _check_integral(items: np.ndarray, p: _PlyProp, el: _PlyElement, path: str) -> None:
+    if p.dtype[0] in "iu" and items.size and (items != np.round(items)).any():
+        raise SceneError(f"{path}: element {el.name!r} property {p.name!r} has non-integer indices")
+
+
+def _ascii_rows(rows: list, k: int, name: str, path: str) -> np.ndarray:
+    arr = np.empty((len(rows), k))
+    for r, row in enumerate(rows):
+        parts = row.split()
+        try:
+            if len(parts) != k:
+                raise ValueError
+            arr[r] = [float(x) for x in parts]
+        except ValueError:
+            raise SceneError(
+                f"{path}: could not parse row {r} of element {name!r} ({k} numbers expected): "
+                f"{row.decode(errors='replace').strip()!r}"
+            ) from None
+    return arr
+
+
+def write_ply(
+    path,
+    vertices,
+    faces=None,
+    *,
+    normals=None,
+    texcoords=None,
+    ascii: bool = False,
+    big_endian: bool = False,
+) -> None:
+    """Writes a triangle mesh as a PLY file.
+
+    Args:
+      path: output file.
+      vertices: (V, 3) positions, or a MeshData (then leave the arrays unset).
+      faces: (F, 3) vertex indices.
+      normals, texcoords: optional (V, 3) and (V, 2) per-vertex attributes,
+        written as nx, ny, nz and u, v.
+      ascii: write text instead of binary.
+      big_endian: for binary files, write big-endian instead of little-endian.
+
+    Vertices are float32 properties, faces `list uchar int vertex_indices`.
+    """
+    mesh = _mesh_arg(vertices, faces, normals, texcoords)
+    names = ["x", "y", "z"]
+    cols = [mesh.vertices]
+    if mesh.normals is not None:
+        names += ["nx", "ny", "nz"]
+        cols.append(mesh.normals)
+    if mesh.texcoords is not None:
+        names += ["u", "v"]
+        cols.append(mesh.texcoords)
+    vdata = np.concatenate(cols, axis=1).astype(np.float32)
+    fmt = "ascii" if ascii else ("binary_big_endian" if big_endian else "binary_little_endian")
+    header = [
+        "ply",
+        f"format {fmt} 1.0",
+        "comment written by jaxrender",
+        f"element vertex {mesh.num_vertices}",
+    ]
+    header += [f"property float {n}" for n in names]
+    header += [
+        f"element face {mesh.num_faces}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    out = ["\n".join(header).encode() + b"\n"]
+    if ascii:
+        out.append(
+            "".join(
+                ("%.9g " * len(names))[:-1] % tuple(r) + "\n"
+                for r in vdata.astype(np.float64).tolist()
+            ).encode()
+        )
+        out.append("".join("3 %d %d %d\n" % tuple(r) for r in mesh.faces.tolist()).encode())
+    else:
+        e = ">" if big_endian else "<"
+        out.append(vdata.astype(e + "f4").tobytes())
+        fdt = np.dtype([("n", "u1"), ("i", e + "i4", (3,))])
+        frec = np.empty(mesh.num_faces, fdt)
+        frec["n"] = 3
+        frec["i"] = mesh.faces
+        out.append(frec.tobytes())
+    with open(os.fspath(path), "wb") as fh:
+        fh.write(b"".join(out))
