@@ -1,0 +1,200 @@
+"""BSDF types: the parameters of Mitsuba 3's BSDF plugins, as pytrees.
+
+Each type stores what its Mitsuba plugin takes, with Mitsuba's defaults (the
+loader fills them in); the integrators implement the scattering. Texture-valued
+fields hold a `Texture` (a float or rgb in the scene becomes a
+`ConstantTexture`); float fields hold float32 scalars. All float arrays are
+differentiable; `distribution` and `nonlinear` are static.
+
+Parameter names (`traverse`) are the field names, as in Mitsuba: e.g.
+`"BSDF[0].reflectance.value"`, `"glass.int_ior"`, `"metal.alpha.value"`. A
+rough BSDF that was given one isotropic `alpha` holds it in `alpha_u` (with
+`alpha_v` None) and names it `alpha`, as Mitsuba does.
+
+The static `id` of a BSDF, emitter or texture is the prefix of its parameter
+names, as Mitsuba's `traverse` forms them: the object's id when it is defined
+at the root of the scene; "<parent name>.<role>" when it is nested in an
+object with a name ("light.bsdf", "panel.bsdf.brdf_0", "red.reflectance"),
+whatever id it has of its own (`Scene.ids` still finds it by that id); else
+its own id, or None for positional names ("BSDF[2]").
+"""
+
+from __future__ import annotations
+
+import jax
+
+from jaxrender.scene._pytree import pytree, static
+from jaxrender.scene.textures import Texture
+
+
+class BSDF:
+    """Base class of the BSDF types (abstract; never instantiated)."""
+
+    __slots__ = ()
+
+
+@pytree
+class Diffuse(BSDF):
+    """Mitsuba's `diffuse` (Lambertian).
+
+    Attributes:
+      reflectance: Texture, albedo (default 0.5).
+      id: the prefix of its parameter names (static; see the module
+        docstring).
+    """
+
+    reflectance: Texture
+    id: str | None = static(default=None)
+
+
+@pytree
+class Conductor(BSDF):
+    """Mitsuba's `conductor`: a smooth metal (Fresnel with complex IOR).
+
+    Attributes:
+      eta, k: Texture, real and imaginary parts of the relative IOR (rgb for a
+        named `material`, whose values come from `data.CONDUCTORS`; defaults
+        are material "none": eta = 0, k = 1, a perfect mirror).
+      specular_reflectance: Texture, scale on the reflectance (default 1).
+      id: see `Diffuse.id`.
+    """
+
+    eta: Texture
+    k: Texture
+    specular_reflectance: Texture
+    id: str | None = static(default=None)
+
+
+@pytree
+class RoughConductor(BSDF):
+    """Mitsuba's `roughconductor`: microfacet metal.
+
+    Attributes:
+      alpha_u: Texture, roughness along the tangent (or the isotropic `alpha`
+        when alpha_v is None; default 0.1).
+      alpha_v: Texture or None (isotropic).
+      eta, k, specular_reflectance: as in `Conductor`.
+      distribution: "beckmann" (Mitsuba's default) or "ggx" (static).
+      id: see `Diffuse.id`.
+    """
+
+    alpha_u: Texture
+    alpha_v: Texture | None
+    eta: Texture
+    k: Texture
+    specular_reflectance: Texture
+    distribution: str = static(default="beckmann")
+    id: str | None = static(default=None)
+
+
+@pytree
+class Plastic(BSDF):
+    """Mitsuba's `plastic`: diffuse base under a smooth dielectric coating.
+
+    Attributes:
+      diffuse_reflectance: Texture (default 0.5).
+      specular_reflectance: Texture (default 1).
+      int_ior, ext_ior: float32 scalars (defaults polypropylene 1.49 and air
+        1.000277; Mitsuba's traverse shows their ratio as `eta`).
+      nonlinear: account for color shifts from internal scattering (static,
+        default False).
+      id: see `Diffuse.id`.
+    """
+
+    diffuse_reflectance: Texture
+    specular_reflectance: Texture
+    int_ior: jax.Array
+    ext_ior: jax.Array
+    nonlinear: bool = static(default=False)
+    id: str | None = static(default=None)
+
+
+@pytree
+class RoughPlastic(BSDF):
+    """Mitsuba's `roughplastic`: diffuse base under a rough dielectric coating.
+
+    Attributes:
+      diffuse_reflectance, specular_reflectance, int_ior, ext_ior: as in
+        `Plastic`.
+      alpha: float32 scalar roughness (default 0.1; a plain float in Mitsuba,
+        not a texture, so it is named `alpha`, not `alpha.value`).
+      distribution: "beckmann" (default) or "ggx" (static).
+      nonlinear: static, default False.
+      id: see `Diffuse.id`.
+    """
+
+    diffuse_reflectance: Texture
+    specular_reflectance: Texture
+    int_ior: jax.Array
+    ext_ior: jax.Array
+    alpha: jax.Array
+    distribution: str = static(default="beckmann")
+    nonlinear: bool = static(default=False)
+    id: str | None = static(default=None)
+
+
+@pytree
+class Dielectric(BSDF):
+    """Mitsuba's `dielectric`: a smooth interface between two IORs.
+
+    Attributes:
+      int_ior, ext_ior: float32 scalars (defaults bk7 1.5046 and air 1.000277).
+      specular_reflectance, specular_transmittance: Texture (default 1).
+      id: see `Diffuse.id`.
+    """
+
+    int_ior: jax.Array
+    ext_ior: jax.Array
+    specular_reflectance: Texture
+    specular_transmittance: Texture
+    id: str | None = static(default=None)
+
+
+@pytree
+class RoughDielectric(BSDF):
+    """Mitsuba's `roughdielectric`: a microfacet interface between two IORs.
+
+    Attributes:
+      int_ior, ext_ior, specular_reflectance, specular_transmittance: as in
+        `Dielectric`.
+      alpha_u, alpha_v: as in `RoughConductor` (default isotropic 0.1).
+      distribution: "beckmann" (default) or "ggx" (static).
+      id: see `Diffuse.id`.
+    """
+
+    int_ior: jax.Array
+    ext_ior: jax.Array
+    specular_reflectance: Texture
+    specular_transmittance: Texture
+    alpha_u: Texture
+    alpha_v: Texture | None
+    distribution: str = static(default="beckmann")
+    id: str | None = static(default=None)
+
+
+@pytree
+class ThinDielectric(BSDF):
+    """Mitsuba's `thindielectric`: a thin slab (two parallel interfaces).
+
+    Attributes: as in `Dielectric` (defaults bk7 / air).
+    """
+
+    int_ior: jax.Array
+    ext_ior: jax.Array
+    specular_reflectance: Texture
+    specular_transmittance: Texture
+    id: str | None = static(default=None)
+
+
+@pytree
+class TwoSided(BSDF):
+    """Mitsuba's `twosided`: a one-sided BSDF made two-sided.
+
+    Attributes:
+      brdf: a tuple of one BSDF (used on both sides) or two (front, back),
+        none of them TwoSided. Named `brdf_0`, `brdf_1` as in Mitsuba.
+      id: see `Diffuse.id`.
+    """
+
+    brdf: tuple[BSDF, ...]
+    id: str | None = static(default=None)

@@ -1,0 +1,1142 @@
+"""`load_dict`: a Mitsuba 3 style scene dictionary -> `Scene`.
+
+The dictionary follows `mi.load_dict`: every object is a dict with a "type"
+and an optional "id"; the root is {"type": "scene", name: object, ...} in
+document order. Values are Python floats/ints/bools/strs, {"type": "rgb",
+"value": [r, g, b]}, {"type": "spectrum", "value": float}, 3-vectors as three
+floats, transforms ("to_world", "to_uv") as anything `np.asarray` makes a
+(4, 4) float array; nested objects sit under any key ("bsdf", "emitter",
+"film", "sampler", "rfilter", or the parameter a texture fills), and
+{"type": "ref", "id": ...} stands for the object with that id anywhere in the
+document. Objects converted from XML carry "__source__" ("file:line", quoted
+in every error) and "__tag__" (checked against the plugin's kind).
+
+Ids: an object's "id", or else, for an entry at the root of a hand-written
+dict, its key (as `mi.load_dict` does). Keys beginning with "_", and keys of
+objects that carry a "__source__" (converted from XML, where ids are
+explicit), are not ids, so those objects get positional parameter names.
+
+Every plugin type, parameter and default is Mitsuba 3.9's (the tests load the
+same dicts in Mitsuba and compare). Unknown plugin types and unknown or
+ill-typed parameters raise `SceneError` naming the plugin, the parameter and
+the source; parameters that only affect sampling or output formats are
+accepted and ignored, and the few cosmetic ones we do not model are ignored
+with a `SceneWarning`. The scene is returned only when everything is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrender.scene import data
+from jaxrender.scene.bsdfs import (
+    BSDF,
+    Conductor,
+    Dielectric,
+    Diffuse,
+    Plastic,
+    RoughConductor,
+    RoughDielectric,
+    RoughPlastic,
+    ThinDielectric,
+    TwoSided,
+)
+from jaxrender.scene.emitters import (
+    AreaLight,
+    ConstantEmitter,
+    DirectionalLight,
+    EnvironmentMap,
+    PointLight,
+    SpotLight,
+)
+from jaxrender.scene.scene import AOV_TYPES, Ids, IntegratorConfig, Scene
+from jaxrender.scene.sensors import Film, PerspectiveCamera, ReconstructionFilter
+from jaxrender.scene.shapes import (
+    Mesh,
+    cube_mesh,
+    disk_mesh,
+    rectangle_mesh,
+    sphere_mesh,
+    vertex_normals,
+)
+from jaxrender.scene._pytree import StaticArray
+from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
+
+
+class _FallbackSceneError(ValueError):
+    """Stands in for jaxrender.io.SceneError where that module is missing."""
+
+
+class _FallbackSceneWarning(UserWarning):
+    """Stands in for jaxrender.io.SceneWarning where that module is missing."""
+
+
+def _scene_error_type():
+    # jaxrender.io owns the error types; it sits above this layer, so it is
+    # imported lazily.
+    try:
+        from jaxrender.io import SceneError
+    except ImportError:
+        return _FallbackSceneError
+    return SceneError
+
+
+def _warn(message: str) -> None:
+    try:
+        from jaxrender.io import SceneWarning
+    except ImportError:
+        SceneWarning = _FallbackSceneWarning
+    warnings.warn(message, SceneWarning, stacklevel=4)
+
+
+PLUGINS = {
+    "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere"),
+    "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
+             "roughdielectric", "thindielectric", "twosided"),
+    "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
+    "texture": ("bitmap", "checkerboard"),
+    "sensor": ("perspective",),
+    "film": ("hdrfilm",),
+    "rfilter": ("box", "tent", "gaussian"),
+    "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
+    "integrator": ("path", "direct", "aov", "prb", "prb_basic", "prb_projective",
+                   "direct_projective", "volpath", "volpathmis"),
+}
+
+# Mitsuba 3 plugins that jaxrender does not implement (named as such in errors).
+_UNSUPPORTED = {
+    "shape": ("serialized", "cylinder", "shapegroup", "instance", "bsplinecurve", "linearcurve",
+              "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
+    "bsdf": ("blendbsdf", "bumpmap", "normalmap", "mask", "null", "measured", "measured_polarized",
+             "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
+    "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
+    "texture": ("mesh_attribute", "volume", "rawconstant"),
+    "sensor": ("thinlens", "orthographic", "radiancemeter", "irradiancemeter", "batch", "distant"),
+    "film": ("specfilm",),
+    "rfilter": ("mitchell", "catmullrom", "lanczos"),
+    "integrator": ("ptracer", "depth", "moment", "stokes", "volprim_rf_basic"),
+    "medium": ("homogeneous", "heterogeneous"),
+    "phase": ("isotropic", "hg", "rayleigh", "sggx", "tabphase", "blendphase"),
+    "volume": ("constvolume", "gridvolume"),
+    "spectrum": ("blackbody", "d65", "irregular", "regular", "srgb"),
+}
+
+_CATEGORY = {t: c for c, ts in PLUGINS.items() for t in ts}
+_UNSUPPORTED_CATEGORY = {t: c for c, ts in _UNSUPPORTED.items() for t in ts}
+_VALUE_TYPES = ("rgb", "spectrum", "uniform")
+_RESERVED = ("type", "id", "__source__", "__tag__")
+_MISSING = object()
+
+# Parameters accepted and ignored without a word: they change only how
+# samples are drawn (not the expected image) or how files are written.
+_SILENT = {
+    "shape": ("silhouette_sampling_weight",),
+    "emitter": ("sampling_weight",),
+    "roughconductor": ("sample_visible",),
+    "roughdielectric": ("sample_visible",),
+    "roughplastic": ("sample_visible",),
+    "perspective": ("shutter_open", "shutter_close"),
+    "hdrfilm": ("pixel_format", "component_format", "file_format", "banner", "compensate"),
+    "sampler": ("seed",),
+    "bitmap": ("format", "accel"),
+    "prb_projective": ("sppc", "sppp", "sppi", "guiding", "guiding_rounds", "proj_seed_spp"),
+    "direct_projective": ("sppc", "sppp", "sppi", "guiding", "guiding_rounds", "proj_seed_spp"),
+}
+
+
+def load_dict(scene_dict: dict) -> Scene:
+    """Builds a `Scene` from a Mitsuba 3 style scene dictionary (see the
+    module docstring for the format and the naming of ids).
+
+    Args:
+      scene_dict: {"type": "scene", ...}. Not modified.
+
+    Returns:
+      A Scene whose float arrays (float32 `jax.Array`s) are all
+      differentiable leaves.
+
+    Raises:
+      SceneError (a ValueError; `jaxrender.io.SceneError`): unknown or
+        unsupported plugin types, unknown or ill-typed parameters, missing
+        or malformed mesh and image files, bad references; the message names
+        the plugin, the parameter and the "__source__" where given.
+    Warns:
+      SceneWarning: cosmetic parameters that are ignored.
+    """
+    return _Loader(scene_dict).load()
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _is_number(x) -> bool:
+    if isinstance(x, bool) or isinstance(x, np.bool_):
+        return False
+    if isinstance(x, numbers.Real):
+        return True
+    return isinstance(x, np.ndarray) and x.ndim == 0 and np.issubdtype(x.dtype, np.number)
+
+
+def _f32(x) -> jnp.ndarray:
+    return jnp.asarray(np.asarray(x, dtype=np.float32))
+
+
+def _coordinate_system(n):
+    """Mitsuba's coordinate_system (Duff et al. 2017): two unit vectors
+    orthogonal to the unit vector n."""
+    sign = 1.0 if n[2] >= 0 else -1.0
+    a = -1.0 / (sign + n[2])
+    b = n[0] * n[1] * a
+    s = np.array([1.0 + sign * n[0] * n[0] * a, sign * b, -sign * n[0]])
+    t = np.array([b, sign + n[1] * n[1] * a, -n[1]])
+    return s, t
+
+
+def _look_at_np(origin, target, up):
+    d = np.asarray(target, np.float64) - np.asarray(origin, np.float64)
+    d = d / np.linalg.norm(d)
+    left = np.cross(up, d)
+    left = left / np.linalg.norm(left)
+    new_up = np.cross(d, left)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = left, new_up, d, origin
+    return m
+
+
+def _translate_np(v):
+    m = np.eye(4)
+    m[:3, 3] = v
+    return m
+
+
+# --------------------------------------------------------------------------
+# One object's parameters
+
+
+class _Obj:
+    """An object dict being built: hands out its parameters, type-checked, and
+    at the end (`finish`) rejects the ones nobody asked for."""
+
+    def __init__(self, loader: _Loader, d: dict, category: str):
+        self.loader = loader
+        self.d = d
+        self.type = d["type"]
+        self.category = category
+        self.used = set(_RESERVED)
+        self.known: list[str] = []
+
+    # -- messages
+
+    def where(self) -> str:
+        return self.loader.where(self.d)
+
+    def error(self, message: str):
+        return self.loader.error(f"{self.where()}: {message}")
+
+    def param_error(self, name: str, expected: str, value):
+        return self.error(f'parameter "{name}" must be {expected}, got {_describe(value)}')
+
+    # -- access
+
+    def has(self, name: str) -> bool:
+        if name not in self.known:
+            self.known.append(name)
+        return name in self.d
+
+    def raw(self, name: str, default=_MISSING):
+        if not self.has(name):
+            if default is _MISSING:
+                raise self.error(f'missing required parameter "{name}"')
+            return default
+        self.used.add(name)
+        return self.d[name]
+
+    def unsupported(self, *names: str) -> None:
+        for name in names:
+            if name in self.d:
+                raise self.error(f'parameter "{name}" is not supported by jaxrender')
+
+    def float(self, name, default=_MISSING, *, minimum=None, exclusive=False) -> float:
+        value = self.raw(name, default)
+        if name not in self.d:
+            return float(default)
+        if not _is_number(value):
+            raise self.param_error(name, "a float", value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.error(f'parameter "{name}" must be finite, got {value}')
+        if minimum is not None and (value < minimum or (exclusive and value == minimum)):
+            bound = ">" if exclusive else ">="
+            raise self.error(f'parameter "{name}" must be {bound} {minimum}, got {value}')
+        return value
+
+    def int(self, name, default=_MISSING, *, minimum=None) -> int:
+        value = self.raw(name, default)
+        if name not in self.d:
+            return int(default)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+            raise self.param_error(name, "an integer", value)
+        value = int(value)
+        if minimum is not None and value < minimum:
+            raise self.error(f'parameter "{name}" must be >= {minimum}, got {value}')
+        return value
+
+    def bool(self, name, default=_MISSING) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, (bool, np.bool_)):
+            raise self.param_error(name, "a bool", value)
+        return bool(value)
+
+    def str(self, name, default=_MISSING, choices=None) -> str:
+        value = self.raw(name, default)
+        if not isinstance(value, str):
+            raise self.param_error(name, "a string", value)
+        if choices is not None and value not in choices:
+            raise self.error(
+                f'parameter "{name}" must be one of {", ".join(choices)}, got {value!r}'
+                + _suggest(value, choices)
+            )
+        return value
+
+    def matrix(self, name, size=4) -> np.ndarray | None:
+        """A transform as float64 (size, size), or None when absent."""
+        if not self.has(name):
+            return None
+        value = self.raw(name)
+        if "Transform" in type(value).__name__ and hasattr(value, "matrix"):
+            value = value.matrix  # a Mitsuba transform object
+        try:
+            m = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise self.param_error(name, "a (4, 4) float array", value) from None
+        if m.shape not in ((4, 4), (size, size)):
+            raise self.error(f'parameter "{name}" must be a (4, 4) float array, got shape {m.shape}')
+        if not np.all(np.isfinite(m)):
+            raise self.error(f'parameter "{name}" has non-finite entries: {m.tolist()}')
+        return m
+
+    def vector3(self, name, default=_MISSING) -> np.ndarray:
+        value = self.raw(name, default)
+        try:
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise self.param_error(name, "three floats", value) from None
+        if v.shape != (3,) or isinstance(value, str):
+            raise self.param_error(name, "three floats", value)
+        if not np.all(np.isfinite(v)):
+            raise self.error(f'parameter "{name}" must be finite, got {v.tolist()}')
+        return v
+
+    def ior(self, name, default: str) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, str):
+            key = value.lower()
+            if key not in data.IOR:
+                raise self.error(
+                    f'parameter "{name}": unknown IOR name {value!r}; known: {", ".join(data.IOR)}'
+                    + _suggest(key, data.IOR)
+                )
+            return data.IOR[key]
+        if not _is_number(value):
+            raise self.param_error(name, "a float or an IOR name", value)
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise self.error(f'parameter "{name}" must be a positive IOR, got {value}')
+        return value
+
+    def constant(self, name, value, emitter=False):
+        """A float/rgb/spectrum value as float32 () or (3,), or None if not one.
+
+        Emitter values follow Mitsuba's RGB variants: a float becomes a gray
+        rgb (3,), a `spectrum` the equal-energy white times its value (a
+        `uniform` stays a float)."""
+        if _is_number(value):
+            v = float(value)
+            if not math.isfinite(v):
+                raise self.error(f'parameter "{name}" must be finite, got {v}')
+            return np.full(3, v, np.float32) if emitter else np.float32(v)
+        if isinstance(value, dict) and value.get("type") in _VALUE_TYPES:
+            vtype, inner = value["type"], value.get("value", _MISSING)
+            extra = set(value) - {"type", "value", "__source__", "__tag__"}
+            if extra:
+                raise self.error(f'parameter "{name}": {vtype} has unknown entries {sorted(extra)}')
+            if vtype == "rgb":
+                try:
+                    v = np.asarray(inner, dtype=np.float64)
+                except (TypeError, ValueError):
+                    v = None
+                if v is None or isinstance(inner, str) or v.shape not in ((), (1,), (3,)):
+                    raise self.error(f'parameter "{name}": rgb value must be 3 floats, got {_describe(inner)}')
+                v = np.broadcast_to(v.reshape(-1), (3,)).astype(np.float32)
+            else:
+                if not _is_number(inner):
+                    raise self.error(
+                        f'parameter "{name}": only a uniform {vtype} (one float) is supported in '
+                        f"RGB mode, got {_describe(inner)}; give an rgb instead"
+                    )
+                v = np.float32(inner)
+                if emitter and vtype == "spectrum":
+                    v = (np.float32(inner) * np.asarray(data.EQUAL_ENERGY_RGB, np.float32)).astype(np.float32)
+            if not np.all(np.isfinite(v)):
+                raise self.error(f'parameter "{name}" must be finite, got {np.asarray(v).tolist()}')
+            return v
+        return None
+
+    def texture(self, name, default=_MISSING, *, spatial=True, emitter=False) -> Texture:
+        """A texture-valued parameter: float, rgb, spectrum, or (if `spatial`)
+        a bitmap / checkerboard / reference to one. Defaults are floats."""
+        if not self.has(name) and default is not _MISSING:
+            return ConstantTexture(value=_f32(default))
+        value = self.raw(name, default)
+        c = self.constant(name, value, emitter)
+        if c is not None:
+            return ConstantTexture(value=_f32(c))
+        if isinstance(value, dict) and "type" in value:
+            target = self.loader.resolve(value, self)
+            category = self.loader.category(target)
+            if category == "texture":
+                if not spatial:
+                    raise self.error(
+                        f'parameter "{name}" of {self.type} must be a constant (float, rgb or '
+                        f'spectrum), not a {target["type"]} texture'
+                    )
+                return self.loader.build_texture(target)
+            raise self.error(
+                f'parameter "{name}" must be a float, rgb, spectrum or texture, got a {category} '
+                f'({target["type"]})'
+            )
+        expected = "a float, rgb, spectrum or texture" if spatial else "a float, rgb or spectrum"
+        raise self.param_error(name, expected, value)
+
+    def nested(self, category: str) -> list[tuple[str, dict]]:
+        """The nested objects of one category (references resolved), in order."""
+        out = []
+        for key, value in self.d.items():
+            if key in self.used or key.startswith("__") or not isinstance(value, dict) or "type" not in value:
+                continue
+            if value["type"] in _VALUE_TYPES:
+                continue
+            target = self.loader.resolve(value, self)
+            if self.loader.category(target) == category:
+                self.used.add(key)
+                out.append((key, target))
+        return out
+
+    def finish(self, cosmetic=()) -> None:
+        """Rejects every entry that no builder asked for (silent and cosmetic
+        ones aside)."""
+        silent = _SILENT.get(self.type, ()) + _SILENT.get(self.category, ())
+        for key, value in self.d.items():
+            if key in self.used or key in silent or key.startswith("__"):
+                continue
+            if key in cosmetic:
+                _warn(f'{self.where()}: parameter "{key}" is ignored by jaxrender')
+                continue
+            if isinstance(value, dict) and "type" in value and value["type"] not in _VALUE_TYPES:
+                target = self.loader.resolve(value, self)
+                raise self.error(
+                    f'unexpected nested {self.loader.category(target)} "{key}" '
+                    f'({target["type"]}) in a {self.type}'
+                )
+            known = sorted(set(self.known) | set(silent) | set(cosmetic))
+            raise self.error(
+                f'unknown parameter "{key}" for {self.category} "{self.type}"'
+                + _suggest(key, known)
+                + (f" (known: {', '.join(known)})" if known else "")
+            )
+
+
+# --------------------------------------------------------------------------
+# The loader
+
+
+class _Loader:
+    def __init__(self, root):
+        self.root = root
+        self.by_id: dict[str, dict] = {}
+        self.order: dict[int, int] = {}
+        self.built: dict[int, object] = {}
+        self.building: set[int] = set()
+        self.shapes: list[Mesh] = []
+        self.bsdfs: list[tuple[float, BSDF]] = []
+        self.bsdf_index: dict[int, int] = {}
+        self.emitters: list = []
+        self.emitter_owner: dict[int, int] = {}
+        self.sensors: list[PerspectiveCamera] = []
+        self.integrator: IntegratorConfig | None = None
+        self.ids: dict[str, tuple[str, int]] = {}
+        self.key_ids: dict[int, str] = {}
+        self.prefix: dict[int, str | None] = {}
+        self.SceneError = _scene_error_type()
+
+    # -- messages
+
+    def error(self, message: str):
+        return self.SceneError(message)
+
+    def where(self, d: dict) -> str:
+        text = f'{d.get("type", "?")}'
+        oid = d.get("id") or self.key_ids.get(id(d))
+        if oid:
+            text += f' "{oid}"'
+        if d.get("__source__"):
+            text += f' ({d["__source__"]})'
+        return text
+
+    # -- ids and references
+
+    def index(self) -> None:
+        """First pass: document order and ids of every object dict."""
+        counter = [0]
+
+        def visit(d, key, parent_prefix, role):
+            self.order[id(d)] = counter[0]
+            counter[0] += 1
+            oid = d.get("id")
+            if oid is not None and not isinstance(oid, str) or oid == "":
+                raise self.error(f'{d.get("type")}: "id" must be a non-empty string, got {oid!r}')
+            if oid is None and key is not None and not key.startswith("_") and "__source__" not in d:
+                oid = key
+                self.key_ids[id(d)] = key
+            if oid is not None:
+                other = self.by_id.get(oid)
+                if other is not None and other is not d:
+                    raise self.error(
+                        f'duplicate id "{oid}": {self.where(other)} and {self.where(d)}'
+                    )
+                self.by_id[oid] = d
+            # The parameter-name prefix, as Mitsuba's traverse names things:
+            # root objects by their id, nested ones by their parent's name
+            # and their role ("bsdf", "emitter", "brdf_0", the parameter a
+            # texture fills), whatever id they have; own id as a fallback.
+            if key is not None:
+                self.prefix[id(d)] = oid
+            elif parent_prefix and role:
+                self.prefix[id(d)] = f"{parent_prefix}.{role}"
+            else:
+                self.prefix[id(d)] = d.get("id")
+            category = self.category(d)
+            position = 0
+            for k, v in d.items():
+                if k.startswith("__") or not isinstance(v, dict) or not isinstance(v.get("type"), str) \
+                        or v["type"] in _VALUE_TYPES:
+                    continue
+                if v["type"] == "ref":
+                    position += 1
+                    continue
+                child = self.category(v)
+                if category == "shape" and child in ("bsdf", "emitter"):
+                    child_role = child
+                elif d["type"] == "twosided" and child == "bsdf":
+                    child_role = f"brdf_{position}"
+                elif child == "texture":
+                    child_role = k
+                else:
+                    child_role = None
+                position += 1
+                visit(v, None, self.prefix[id(d)], child_role)
+
+        for key, value in self.root.items():
+            if key in _RESERVED or key.startswith("__"):
+                continue
+            if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+                raise self.error(
+                    f'scene entry "{key}" must be an object (a dict with a "type"), got {_describe(value)}'
+                )
+            if value["type"] == "ref":
+                raise self.error(f'scene entry "{key}": a reference cannot stand at the root of the scene')
+            visit(value, key, None, None)
+
+    def object_id(self, d: dict) -> str | None:
+        return d.get("id") or self.key_ids.get(id(d))
+
+    def resolve(self, value: dict, parent: _Obj | None = None) -> dict:
+        if value.get("type") != "ref":
+            return value
+        rid = value.get("id")
+        src = f' ({value["__source__"]})' if value.get("__source__") else ""
+        context = f"{parent.where()}: " if parent is not None else ""
+        if not isinstance(rid, str):
+            raise self.error(f'{context}reference{src} needs a string "id", got {rid!r}')
+        if rid not in self.by_id:
+            raise self.error(
+                f'{context}reference{src} to unknown id "{rid}"' + _suggest(rid, self.by_id)
+            )
+        return self.by_id[rid]
+
+    def category(self, d: dict) -> str:
+        t = d.get("type")
+        if not isinstance(t, str):
+            raise self.error(f'object {_describe(d)} needs a string "type"')
+        src = f' ({d["__source__"]})' if d.get("__source__") else ""
+        if t in _CATEGORY:
+            category = _CATEGORY[t]
+        elif t in _UNSUPPORTED_CATEGORY:
+            c = _UNSUPPORTED_CATEGORY[t]
+            raise self.error(
+                f'{c} plugin "{t}"{src} is not supported by jaxrender (supported {c}s: '
+                f'{", ".join(PLUGINS.get(c, ())) or "none"})'
+            )
+        else:
+            tag = d.get("__tag__")
+            kind = f"{tag} " if isinstance(tag, str) else ""
+            options = PLUGINS.get(tag, list(_CATEGORY) + list(_UNSUPPORTED_CATEGORY))
+            raise self.error(f'unknown {kind}plugin type "{t}"{src}' + _suggest(t, options)
+                             + (f" (supported {tag}s: {', '.join(options)})" if tag in PLUGINS else ""))
+        tag = d.get("__tag__")
+        if tag is not None and tag != category:
+            raise self.error(f'<{tag} type="{t}">{src}: "{t}" is a {category} plugin, not a {tag}')
+        return category
+
+    # -- the whole scene
+
+    def load(self) -> Scene:
+        root = self.root
+        if not isinstance(root, dict) or root.get("type") != "scene":
+            got = root.get("type") if isinstance(root, dict) else _describe(root)
+            raise self.error(f'the root of a scene dict must have "type": "scene", got {got!r}')
+        self.index()
+        for key, d in root.items():
+            if key in _RESERVED or key.startswith("__"):
+                continue
+            category = self.category(d)
+            if category == "shape":
+                self.build_shape(d)
+            elif category == "bsdf":
+                self.register_bsdf(d)
+            elif category == "emitter":
+                self.register_emitter(d, None)
+            elif category == "sensor":
+                self.register(d, "sensors", len(self.sensors))
+                self.sensors.append(self.build_sensor(d))
+            elif category == "integrator":
+                if self.integrator is not None:
+                    raise self.error(f"{self.where(d)}: a scene has at most one integrator")
+                self.integrator = self.build_integrator(d)
+            elif category == "texture":
+                self.build_texture(d)
+            else:
+                raise self.error(f"{self.where(d)}: a {category} must be nested in a "
+                                 f"{'film' if category == 'rfilter' else 'sensor'}")
+        # BSDFs in document order, whatever order references built them in.
+        perm = sorted(range(len(self.bsdfs)), key=lambda i: self.bsdfs[i][0])
+        new_index = {old: new for new, old in enumerate(perm)}
+        shapes = tuple(m.replace(bsdf=new_index[m.bsdf]) for m in self.shapes)
+        ids = {k: (c, new_index[i] if c == "bsdfs" else i) for k, (c, i) in self.ids.items()}
+        return Scene(
+            shapes=shapes,
+            bsdfs=tuple(self.bsdfs[i][1] for i in perm),
+            emitters=tuple(self.emitters),
+            sensors=tuple(self.sensors),
+            integrator=self.integrator or IntegratorConfig(),
+            ids=Ids(ids),
+        )
+
+    def register(self, d: dict, collection: str, index: int) -> None:
+        oid = self.object_id(d)
+        if oid is not None:
+            self.ids[oid] = (collection, index)
+
+    def memo(self, d: dict, build):
+        key = id(d)
+        if key in self.built:
+            return self.built[key]
+        if key in self.building:
+            raise self.error(f"{self.where(d)}: circular reference")
+        self.building.add(key)
+        try:
+            obj = build()
+        finally:
+            self.building.discard(key)
+        self.built[key] = obj
+        return obj
+
+    # -- shapes
+
+    def build_shape(self, d: dict) -> None:
+        p = _Obj(self, d, "shape")
+        t = p.type
+        sid = self.object_id(d)
+        to_world = p.matrix("to_world")
+        to_world = np.eye(4) if to_world is None else to_world
+        flip_normals = p.bool("flip_normals", False)
+        face_normals = False
+        if t in ("obj", "ply"):
+            filename = p.str("filename")
+            face_normals = p.bool("face_normals", False)
+            flip_tex = p.bool("flip_tex_coords", t == "obj")
+            positions, normals, texcoords, faces = self.read_mesh(p, filename)
+            # jaxrender.io.read_obj already flips v as Mitsuba's default
+            # flip_tex_coords=true does; read_ply does not.
+            if texcoords is not None and flip_tex != (t == "obj"):
+                texcoords = texcoords.copy()
+                texcoords[:, 1] = 1.0 - texcoords[:, 1]
+        else:
+            positions, normals, texcoords, faces = {
+                "rectangle": rectangle_mesh, "cube": cube_mesh, "disk": disk_mesh, "sphere": sphere_mesh,
+            }[t]()
+            if t == "sphere":
+                center = p.vector3("center", (0.0, 0.0, 0.0))
+                radius = p.float("radius", 1.0, minimum=0.0, exclusive=True)
+                to_world = to_world @ _translate_np(center) @ np.diag([radius, radius, radius, 1.0])
+        bsdfs = p.nested("bsdf")
+        emitters = p.nested("emitter")
+        p.finish()
+        if len(bsdfs) > 1:
+            raise p.error(f"a shape takes one BSDF, got {len(bsdfs)} ({', '.join(k for k, _ in bsdfs)})")
+        if len(emitters) > 1:
+            raise p.error(f"a shape takes one emitter, got {len(emitters)}")
+
+        shape_index = len(self.shapes)
+        if bsdfs:
+            bsdf = self.register_bsdf(bsdfs[0][1])
+        else:
+            # Mitsuba gives each shape without a BSDF its own diffuse: 0.5, or
+            # black when the shape is an area light.
+            albedo = 0.0 if emitters else 0.5
+            default = Diffuse(reflectance=ConstantTexture(value=_f32(albedo)), id=f"{sid}.bsdf" if sid else None)
+            self.bsdfs.append((self.order[id(d)] + 0.5, default))
+            bsdf = len(self.bsdfs) - 1
+        emitter = -1
+        if emitters:
+            emitter = self.register_emitter(emitters[0][1], shape_index)
+
+        if normals is None and not face_normals:
+            normals = np.asarray(vertex_normals(positions, faces))
+        mesh = Mesh(
+            vertex_positions=_f32(positions),
+            to_world=_f32(to_world),
+            vertex_normals=None if face_normals else _f32(normals),
+            vertex_texcoords=None if texcoords is None else _f32(texcoords),
+            faces=StaticArray(np.asarray(faces, np.int32)),
+            face_normals=face_normals,
+            flip_normals=flip_normals,
+            bsdf=bsdf,
+            emitter=emitter,
+            id=sid,
+        )
+        self.register(d, "shapes", shape_index)
+        self.shapes.append(mesh)
+
+    def read_mesh(self, p: _Obj, filename: str):
+        path = os.path.abspath(os.path.expanduser(filename))
+        if not os.path.isfile(path):
+            raise p.error(f"mesh file not found: {path}")
+        from jaxrender import io as jio
+
+        reader = jio.read_obj if p.type == "obj" else jio.read_ply
+        try:
+            mesh = reader(path)
+        except Exception as e:  # the reader's message names the problem; add the shape
+            text = str(e) if path in str(e) else f"could not read {path}: {e}"
+            raise p.error(text) from e
+
+        def check(name, x, cols, kind):
+            if x is None:
+                return None
+            a = np.asarray(x)
+            if a.ndim != 2 or a.shape[1] != cols:
+                raise p.error(f"{path}: {name} must have shape (N, {cols}), got {a.shape}")
+            if kind == "f":
+                a = a.astype(np.float32)
+                bad = np.nonzero(~np.all(np.isfinite(a), axis=1))[0]
+                if bad.size:
+                    raise p.error(f"{path}: {name}[{bad[0]}] = {a[bad[0]].tolist()} is not finite "
+                                  f"({bad.size} such rows)")
+            return a
+
+        positions = check("vertices", mesh.vertices, 3, "f")
+        faces = check("faces", mesh.faces, 3, "i")
+        normals = check("normals", getattr(mesh, "normals", None), 3, "f")
+        texcoords = check("texcoords", getattr(mesh, "texcoords", None), 2, "f")
+        if positions.shape[0] == 0 or faces.shape[0] == 0:
+            raise p.error(f"{path}: the mesh is empty ({positions.shape[0]} vertices, {faces.shape[0]} faces)")
+        if not np.issubdtype(faces.dtype, np.integer):
+            raise p.error(f"{path}: faces must be integers, got {faces.dtype}")
+        bad = np.nonzero(((faces < 0) | (faces >= positions.shape[0])).any(axis=1))[0]
+        if bad.size:
+            raise p.error(f"{path}: faces[{bad[0]}] = {faces[bad[0]].tolist()} indexes a vertex outside "
+                          f"[0, {positions.shape[0]})")
+        faces = faces.astype(np.int32)
+        for name, x in (("normals", normals), ("texcoords", texcoords)):
+            if x is not None and x.shape[0] != positions.shape[0]:
+                raise p.error(f"{path}: {x.shape[0]} {name} for {positions.shape[0]} vertices")
+        if normals is not None:
+            # Mitsuba normalizes the normals it reads; zero ones get the
+            # computed smooth normal instead of NaN.
+            length = np.linalg.norm(normals, axis=1, keepdims=True)
+            normals = normals / np.where(length > 0, length, 1)
+            if np.any(length == 0):
+                normals = np.where(length > 0, normals, vertex_normals(positions, faces))
+        return positions, normals, texcoords, faces
+
+    # -- BSDFs
+
+    def register_bsdf(self, d: dict) -> int:
+        key = id(d)
+        if key in self.bsdf_index:
+            return self.bsdf_index[key]
+        bsdf = self.build_bsdf(d)
+        self.bsdfs.append((self.order[key], bsdf))
+        self.bsdf_index[key] = len(self.bsdfs) - 1
+        # Ids point at final (document-order) positions after load() sorts.
+        self.register(d, "bsdfs", len(self.bsdfs) - 1)
+        return len(self.bsdfs) - 1
+
+    def build_bsdf(self, d: dict) -> BSDF:
+        return self.memo(d, lambda: self._build_bsdf(d, self.prefix[id(d)]))
+
+    def _alphas(self, p: _Obj):
+        if p.has("alpha"):
+            if p.has("alpha_u") or p.has("alpha_v"):
+                raise p.error('give either "alpha" or "alpha_u" and "alpha_v", not both')
+            return p.texture("alpha"), None
+        if p.has("alpha_u") or p.has("alpha_v"):
+            if not (p.has("alpha_u") and p.has("alpha_v")):
+                raise p.error('"alpha_u" and "alpha_v" must be given together')
+            return p.texture("alpha_u"), p.texture("alpha_v")
+        return ConstantTexture(value=_f32(0.1)), None
+
+    def _eta_k(self, p: _Obj):
+        if p.has("eta") or p.has("k"):
+            if p.has("material"):
+                raise p.error('give either "material" or "eta" and "k", not both')
+            return p.texture("eta", 0.0), p.texture("k", 1.0)
+        material = p.str("material", "none")
+        if material == "none":
+            return ConstantTexture(value=_f32(0.0)), ConstantTexture(value=_f32(1.0))
+        if material not in data.CONDUCTORS:
+            raise p.error(f'parameter "material": unknown conductor {material!r}'
+                          + _suggest(material, list(data.CONDUCTORS) + ["none"])
+                          + f" (known: none, {', '.join(data.CONDUCTORS)})")
+        eta, k = data.CONDUCTORS[material]
+        return ConstantTexture(value=_f32(eta)), ConstantTexture(value=_f32(k))
+
+    def _distribution(self, p: _Obj) -> str:
+        return p.str("distribution", "beckmann", choices=("beckmann", "ggx"))
+
+    def _build_bsdf(self, d: dict, bid: str | None) -> BSDF:
+        p = _Obj(self, d, "bsdf")
+        t = p.type
+        if t == "diffuse":
+            b = Diffuse(reflectance=p.texture("reflectance", 0.5), id=bid)
+        elif t == "conductor":
+            eta, k = self._eta_k(p)
+            b = Conductor(eta=eta, k=k, specular_reflectance=p.texture("specular_reflectance", 1.0), id=bid)
+        elif t == "roughconductor":
+            dist = self._distribution(p)
+            au, av = self._alphas(p)
+            eta, k = self._eta_k(p)
+            b = RoughConductor(alpha_u=au, alpha_v=av, eta=eta, k=k,
+                               specular_reflectance=p.texture("specular_reflectance", 1.0),
+                               distribution=dist, id=bid)
+        elif t in ("plastic", "roughplastic"):
+            kw = dict(
+                diffuse_reflectance=p.texture("diffuse_reflectance", 0.5),
+                specular_reflectance=p.texture("specular_reflectance", 1.0),
+                int_ior=_f32(p.ior("int_ior", "polypropylene")),
+                ext_ior=_f32(p.ior("ext_ior", "air")),
+                nonlinear=p.bool("nonlinear", False),
+                id=bid,
+            )
+            if t == "plastic":
+                b = Plastic(**kw)
+            else:
+                p.unsupported("alpha_u", "alpha_v")
+                b = RoughPlastic(alpha=_f32(p.float("alpha", 0.1, minimum=0.0)),
+                                 distribution=self._distribution(p), **kw)
+        elif t in ("dielectric", "thindielectric", "roughdielectric"):
+            kw = dict(
+                int_ior=_f32(p.ior("int_ior", "bk7")),
+                ext_ior=_f32(p.ior("ext_ior", "air")),
+                specular_reflectance=p.texture("specular_reflectance", 1.0),
+                specular_transmittance=p.texture("specular_transmittance", 1.0),
+                id=bid,
+            )
+            if t == "dielectric":
+                b = Dielectric(**kw)
+            elif t == "thindielectric":
+                b = ThinDielectric(**kw)
+            else:
+                dist = self._distribution(p)
+                au, av = self._alphas(p)
+                b = RoughDielectric(alpha_u=au, alpha_v=av, distribution=dist, **kw)
+        elif t == "twosided":
+            nested = p.nested("bsdf")
+            if len(nested) not in (1, 2):
+                raise p.error(f"twosided takes one or two nested BSDFs, got {len(nested)}")
+            inner = []
+            for _, nd in nested:
+                if nd["type"] == "twosided":
+                    raise p.error("a twosided BSDF cannot contain another twosided BSDF")
+                inner.append(self.build_bsdf(nd))
+            b = TwoSided(brdf=tuple(inner), id=bid)
+        else:  # pragma: no cover  (category() admits only the types above)
+            raise p.error(f"unhandled BSDF type {t}")
+        p.finish()
+        return b
+
+    # -- textures
+
+    def build_texture(self, d: dict) -> Texture:
+        return self.memo(d, lambda: self._build_texture(d))
+
+    def _to_uv(self, p: _Obj):
+        m = p.matrix("to_uv", size=3)
+        if m is None:
+            return _f32(np.eye(3))
+        if m.shape == (4, 4):
+            # Mitsuba keeps rows/columns x, y and the translation of a 4x4 to_uv.
+            m = m[np.ix_([0, 1, 3], [0, 1, 3])]
+        return _f32(m)
+
+    def _build_texture(self, d: dict) -> Texture:
+        p = _Obj(self, d, "texture")
+        tid = self.prefix[id(d)]
+        if p.type == "bitmap":
+            raw = p.bool("raw", False)
+            filter_type = p.str("filter_type", "bilinear", choices=("bilinear", "nearest"))
+            wrap_mode = p.str("wrap_mode", "repeat", choices=("repeat", "mirror", "clamp"))
+            image = self.image(p, raw, channels=(1, 3))
+            tex = BitmapTexture(data=_f32(image), to_uv=self._to_uv(p), filter_type=filter_type,
+                                wrap_mode=wrap_mode, raw=raw, id=tid)
+        else:
+            c0 = p.texture("color0", 0.4, spatial=False)
+            c1 = p.texture("color1", 0.2, spatial=False)
+            tex = CheckerboardTexture(color0=c0.value, color1=c1.value, to_uv=self._to_uv(p), id=tid)
+        p.finish()
+        return tex
+
+    def image(self, p: _Obj, raw: bool, channels) -> np.ndarray:
+        """The image of a bitmap or envmap: from "filename" or a "data" array."""
+        if p.has("filename") == p.has("data"):
+            raise p.error('give exactly one of "filename" and "data"')
+        if p.has("filename"):
+            filename = p.str("filename")
+            path = os.path.abspath(os.path.expanduser(filename))
+            if not os.path.isfile(path):
+                raise p.error(f"image file not found: {path}")
+            from jaxrender import io as jio
+
+            try:
+                img = jio.read_image(path, raw=raw)
+            except Exception as e:
+                text = str(e) if path in str(e) else f"could not read {path}: {e}"
+                raise p.error(text) from e
+            what = path
+        else:
+            value = p.raw("data")
+            try:
+                img = np.asarray(value, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise p.param_error("data", "a float array (H, W, C)", value) from None
+            what = 'parameter "data"'
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.ndim != 3 or img.shape[2] not in channels or img.shape[0] == 0 or img.shape[1] == 0:
+            raise p.error(f"{what}: image must have shape (H, W, C) with C in {channels}, got {img.shape}")
+        if not np.all(np.isfinite(img)):
+            raise p.error(f"{what}: image has {int(np.sum(~np.isfinite(img)))} non-finite values")
+        return img.astype(np.float32)
+
+    # -- emitters
+
+    def register_emitter(self, d: dict, shape_index: int | None) -> int:
+        key = id(d)
+        if key in self.emitter_owner:
+            raise self.error(f"{self.where(d)}: an emitter can be attached to one shape only")
+        if d["type"] == "area" and shape_index is None:
+            raise self.error(f"{self.where(d)}: an area emitter must be attached to a shape")
+        if d["type"] != "area" and shape_index is not None:
+            raise self.error(f"{self.where(d)}: only area emitters can be attached to shapes")
+        emitter = self.memo(d, lambda: self.build_emitter(d, self.prefix[id(d)], shape_index))
+        self.emitter_owner[key] = len(self.emitters)
+        self.register(d, "emitters", len(self.emitters))
+        self.emitters.append(emitter)
+        return len(self.emitters) - 1
+
+    def build_emitter(self, d: dict, eid: str | None, shape_index: int | None):
+        p = _Obj(self, d, "emitter")
+        t = p.type
+        if t == "area":
+            e = AreaLight(radiance=p.texture("radiance", 1.0, emitter=True), shape=shape_index, id=eid)
+        elif t == "point":
+            if p.has("position") and p.has("to_world"):
+                raise p.error('give either "position" or "to_world", not both')
+            m = p.matrix("to_world")
+            position = m[:3, 3] if m is not None else p.vector3("position", (0.0, 0.0, 0.0))
+            e = PointLight(intensity=p.texture("intensity", 1.0, spatial=False, emitter=True),
+                           position=_f32(position), id=eid)
+        elif t == "spot":
+            p.unsupported("texture")
+            cutoff = p.float("cutoff_angle", 20.0, minimum=0.0, exclusive=True)
+            beam = p.float("beam_width", cutoff * 0.75, minimum=0.0)
+            m = p.matrix("to_world")
+            e = SpotLight(intensity=p.texture("intensity", 1.0, spatial=False, emitter=True), cutoff_angle=_f32(cutoff),
+                          beam_width=_f32(beam), to_world=_f32(np.eye(4) if m is None else m), id=eid)
+        elif t == "directional":
+            if p.has("direction") and p.has("to_world"):
+                raise p.error('give either "direction" or "to_world", not both')
+            m = p.matrix("to_world")
+            if p.has("direction"):
+                direction = p.vector3("direction")
+                norm = np.linalg.norm(direction)
+                if norm == 0:
+                    raise p.error('parameter "direction" must be non-zero')
+                direction = direction / norm
+                m = _look_at_np(np.zeros(3), direction, _coordinate_system(direction)[0])
+            e = DirectionalLight(irradiance=p.texture("irradiance", 1.0, spatial=False, emitter=True),
+                                 to_world=_f32(np.eye(4) if m is None else m), id=eid)
+        elif t == "constant":
+            e = ConstantEmitter(radiance=p.texture("radiance", 1.0, spatial=False, emitter=True), id=eid)
+        elif t == "envmap":
+            image = self.image(p, raw=False, channels=(3,))
+            scale = p.float("scale", 1.0)
+            m = p.matrix("to_world")
+            e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
+                               to_world=_f32(np.eye(4) if m is None else m), id=eid)
+        else:  # pragma: no cover
+            raise p.error(f"unhandled emitter type {t}")
+        p.finish()
+        return e
+
+    # -- sensors
+
+    def build_sensor(self, d: dict) -> PerspectiveCamera:
+        p = _Obj(self, d, "sensor")
+        for name in ("principal_point_offset_x", "principal_point_offset_y"):
+            if p.float(name, 0.0) != 0.0:
+                raise p.error(f'parameter "{name}" is not supported by jaxrender (must be 0)')
+        m = p.matrix("to_world")
+        if p.has("fov") and p.has("focal_length"):
+            raise p.error('give either "fov" or "focal_length", not both')
+        if p.has("fov"):
+            fov = p.float("fov")
+            if not 0 < fov < 180:
+                raise p.error(f'parameter "fov" must be in (0, 180) degrees, got {fov}')
+            fov_axis = p.str("fov_axis", "x", choices=("x", "y", "diagonal", "smaller", "larger"))
+        else:
+            if p.has("fov_axis"):
+                raise p.error('parameter "fov_axis" applies only together with "fov"')
+            value = p.raw("focal_length", "50mm")
+            text = value[:-2] if isinstance(value, str) and value.endswith("mm") else value
+            try:
+                focal = float(text)
+            except (TypeError, ValueError):
+                raise p.param_error("focal_length", 'a length like "50mm"', value) from None
+            if not (math.isfinite(focal) and focal > 0):
+                raise p.error(f'parameter "focal_length" must be positive, got {value!r}')
+            # Mitsuba: a focal length on 35 mm film sets the diagonal fov.
+            fov = math.degrees(2.0 * math.atan(math.hypot(36.0, 24.0) / (2.0 * focal)))
+            fov_axis = "diagonal"
+        near = p.float("near_clip", 0.01, minimum=0.0, exclusive=True)
+        far = p.float("far_clip", 10000.0)
+        if not far > near:
+            raise p.error(f"far_clip ({far}) must be greater than near_clip ({near})")
+        films = p.nested("film")
+        samplers = p.nested("sampler")
+        p.finish()
+        if len(films) > 1 or len(samplers) > 1:
+            raise p.error("a sensor takes at most one film and one sampler")
+        film = self.build_film(films[0][1]) if films else Film()
+        sample_count = self.build_sampler(samplers[0][1]) if samplers else 4
+        return PerspectiveCamera(
+            to_world=_f32(np.eye(4) if m is None else m), fov=_f32(fov), film=film, fov_axis=fov_axis,
+            near_clip=near, far_clip=far, sample_count=sample_count, id=self.object_id(d),
+        )
+
+    def build_film(self, d: dict) -> Film:
+        p = _Obj(self, d, "film")
+        width = p.int("width", 768, minimum=1)
+        height = p.int("height", 576, minimum=1)
+        crop = (p.int("crop_offset_x", 0), p.int("crop_offset_y", 0),
+                p.int("crop_width", width), p.int("crop_height", height))
+        if crop != (0, 0, width, height):
+            raise p.error(f"cropped films are not supported by jaxrender (crop {crop} of {width}x{height})")
+        cosmetic = ()
+        if p.has("sample_border"):
+            if p.bool("sample_border"):
+                p.used.discard("sample_border")
+                cosmetic = ("sample_border",)
+        rfilters = p.nested("rfilter")
+        p.finish(cosmetic=cosmetic)
+        if len(rfilters) > 1:
+            raise p.error("a film takes at most one rfilter")
+        rfilter = self.build_rfilter(rfilters[0][1]) if rfilters else ReconstructionFilter()
+        return Film(width=width, height=height, rfilter=rfilter)
+
+    def build_rfilter(self, d: dict) -> ReconstructionFilter:
+        p = _Obj(self, d, "rfilter")
+        if p.type == "gaussian":
+            stddev = p.float("stddev", 0.5, minimum=0.0, exclusive=True)
+            f = ReconstructionFilter("gaussian", 4.0 * stddev, stddev)
+        else:
+            default = 0.5 if p.type == "box" else 1.0
+            f = ReconstructionFilter(p.type, p.float("radius", default, minimum=0.0, exclusive=True))
+        p.finish()
+        return f
+
+    def build_sampler(self, d: dict) -> int:
+        p = _Obj(self, d, "sampler")
+        count = p.int("sample_count", 4, minimum=1)
+        for name in ("jitter", "scramble_seed"):  # stratified/multijitter/ldsampler extras
+            if p.has(name):
+                p.raw(name)
+        p.finish()
+        if p.type != "independent":
+            _warn(f"{p.where()}: jaxrender draws independent samples "
+                  f'(the "{p.type}" sampler only changes the noise pattern)')
+        return count
+
+    # -- integrator
+
+    def build_integrator(self, d: dict) -> IntegratorConfig:
+        p = _Obj(self, d, "integrator")
+        t = p.type
+        if t == "aov":
+            aovs = p.str("aovs")
+            for item in aovs.split(","):
+                name, _, kind = item.partition(":")
+                if not name or kind not in AOV_TYPES:
+                    raise p.error(f'parameter "aovs": bad entry {item!r} (want name:type with type in '
+                                  f'{", ".join(AOV_TYPES)})' + _suggest(kind, AOV_TYPES))
+            nested = p.nested("integrator")
+            p.finish()
+            if len(nested) > 1:
+                raise p.error("aov takes at most one nested integrator")
+            inner = self.build_integrator(nested[0][1]) if nested else None
+            return IntegratorConfig(type="aov", aovs=aovs, nested=inner)
+        hide = p.bool("hide_emitters", False)
+        if t in ("direct", "direct_projective"):
+            shading = p.int("shading_samples", 1, minimum=0)
+            cfg = IntegratorConfig(type="direct", hide_emitters=hide,
+                                   emitter_samples=p.int("emitter_samples", shading, minimum=0),
+                                   bsdf_samples=p.int("bsdf_samples", shading, minimum=0))
+            if t == "direct_projective":
+                p.int("max_depth", -1, minimum=-1)
+        else:
+            cfg = IntegratorConfig(type="path", hide_emitters=hide,
+                                   max_depth=p.int("max_depth", -1, minimum=-1),
+                                   rr_depth=p.int("rr_depth", 5, minimum=1))
+        p.finish()
+        return cfg
