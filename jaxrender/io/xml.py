@@ -41,6 +41,8 @@ Values:
     <rgb>        {"type": "rgb", "value": [r, g, b]}   (one value -> gray)
     <srgb>       same, the value (3 floats in [0, 1] or "#rrggbb") sRGB-decoded
     <spectrum value="0.5"/>      {"type": "spectrum", "value": 0.5}
+                                 (files of the 0.5/0.6 dialect: {"type": "rgb",
+                                 "value": [0.5, 0.5, 0.5]}, as PSDR-CUDA reads it)
     <spectrum value="400:0.1, 700:0.4"/> (or filename="x.spd")
                  {"type": "rgb", "value": [...]}: converted to linear sRGB as
                  Mitsuba's RGB variants do (see `_color.spectrum_to_rgb`; D65-lit
@@ -655,7 +657,14 @@ class _Loader:
             if ":" not in text:
                 parts = [p for p in re.split(r"[\s,]+", text) if p]
                 if len(parts) == 1:
-                    return a["name"], {"type": "spectrum", "value": _float(parts[0], what, where)}
+                    value = _float(parts[0], what, where)
+                    if ctx.old:
+                        # PSDR-CUDA (the 0.5/0.6 dialect's users) is an RGB
+                        # renderer: one number is a gray colour. Mitsuba 3's
+                        # RGB variants would turn an emitter's into a D65-
+                        # tinted colour instead, which PSDR scenes never meant.
+                        return a["name"], {"type": "rgb", "value": [value] * 3}
+                    return a["name"], {"type": "spectrum", "value": value}
                 if len(parts) == 3 and ctx.old:
                     # PSDR-CUDA reads three plain numbers as an RGB colour.
                     return a["name"], {"type": "rgb", "value": _floats(text, what, where, (3,))}
