@@ -1,7 +1,68 @@
-"""jaxrender: a physically based differentiable renderer native to JAX."""
+"""jaxrender: a physically based differentiable renderer native to JAX.
 
+The public API, flat. Scenes (`load_file`, `load_dict`, `traverse`,
+`replace`) are pytrees whose float leaves are differentiable; the ray-tracing
+primitives (`build_bvh`, `intersect`, `occluded`) are native kernels with JAX
+derivative and batching rules.
+"""
+
+from jaxrender._load import BUILTIN_SCENES, load_file, load_string
 from jaxrender.geometry import Accel, Hit, build_bvh, intersect, occluded
+from jaxrender.io import SceneError, SceneWarning, read_image, write_image
+from jaxrender.scene import (
+    BSDF,
+    AreaLight,
+    BitmapTexture,
+    CheckerboardTexture,
+    Conductor,
+    ConstantEmitter,
+    ConstantTexture,
+    Dielectric,
+    Diffuse,
+    DirectionalLight,
+    Emitter,
+    EnvironmentMap,
+    Film,
+    IntegratorConfig,
+    Mesh,
+    PerspectiveCamera,
+    Plastic,
+    PointLight,
+    ReconstructionFilter,
+    RoughConductor,
+    RoughDielectric,
+    RoughPlastic,
+    Scene,
+    SpotLight,
+    Texture,
+    ThinDielectric,
+    TwoSided,
+    camera_rays,
+    load_dict,
+    look_at,
+    replace,
+    rotate,
+    sample_ray,
+    scale,
+    translate,
+    traverse,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["Accel", "Hit", "build_bvh", "intersect", "occluded", "__version__"]
+__all__ = [
+    # scenes
+    "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
+    "Scene", "Mesh", "PerspectiveCamera", "Film", "ReconstructionFilter", "IntegratorConfig",
+    "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Dielectric",
+    "RoughDielectric", "ThinDielectric", "TwoSided",
+    "Texture", "ConstantTexture", "BitmapTexture", "CheckerboardTexture",
+    "Emitter", "AreaLight", "PointLight", "SpotLight", "DirectionalLight", "ConstantEmitter",
+    "EnvironmentMap",
+    "camera_rays", "sample_ray", "translate", "rotate", "scale", "look_at",
+    # images
+    "read_image", "write_image", "SceneError", "SceneWarning",
+    # ray tracing
+    "Accel", "Hit", "build_bvh", "intersect", "occluded",
+    "__version__",
+]

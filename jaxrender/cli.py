@@ -1,8 +1,14 @@
 """The `jaxrender` command.
 
-  jaxrender info                     what was built, which devices JAX sees
-  jaxrender raycast MESH -o OUT.png  ray-cast a built-in mesh (eye-light shading)
-                                     and report BVH build and tracing speed
+  jaxrender info                        what was built, which devices JAX sees
+  jaxrender params SCENE [-D k=v ...]   a scene's differentiable parameters
+  jaxrender raycast SCENE -o OUT        ray-cast a scene (file or built-in, e.g.
+                                        cbox) or a built-in mesh (sphere, torus,
+                                        box) from its camera, eye-light shaded,
+                                        and time BVH build and tracing
+
+SCENE is a Mitsuba XML file or a built-in scene name. Errors in the input are
+reported as one line naming the file/line or parameter, with exit code 2.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import time
 
 import numpy as np
 
+MESHES = ("sphere", "torus", "box")
+
 
 def _parse_resolution(text: str) -> tuple[int, int]:
     try:
@@ -22,6 +30,13 @@ def _parse_resolution(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"--resolution must be positive, got {text!r}")
     return w, h
+
+
+def _parse_define(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"-D expects name=value, got {text!r}")
+    return name, value
 
 
 def _pinhole_rays(width, height, eye, target, fov_degrees=40.0):
@@ -41,14 +56,56 @@ def _pinhole_rays(width, height, eye, target, fov_degrees=40.0):
     return np.broadcast_to(eye, d.shape).astype(np.float32), d.astype(np.float32)
 
 
+def _load_scene(args):
+    import jaxrender as jr
+
+    return jr.load_file(args.scene, **dict(args.define or ()))
+
+
+def _shape_colours(scene) -> np.ndarray:
+    """A display colour per shape: diffuse albedo, normalized emitted radiance, or gray."""
+    import jaxrender as jr
+
+    colours = np.full((len(scene.shapes), 3), 0.7, np.float32)
+    for i, mesh in enumerate(scene.shapes):
+        tex = None
+        if mesh.emitter >= 0 and isinstance(scene.emitters[mesh.emitter], jr.AreaLight):
+            tex = scene.emitters[mesh.emitter].radiance
+        elif isinstance(scene.bsdfs[mesh.bsdf], jr.Diffuse):
+            tex = scene.bsdfs[mesh.bsdf].reflectance
+        if isinstance(tex, jr.ConstantTexture):
+            c = np.broadcast_to(np.asarray(tex.value, np.float32), (3,))
+            colours[i] = c / max(float(c.max()), 1.0)
+    return colours
+
+
 def _cmd_info(args) -> int:
     import jax
 
+    import jaxrender as jr
     from jaxrender.geometry import HAS_CUDA_KERNELS
 
-    print(f"jaxrender {__import__('jaxrender').__version__}, jax {jax.__version__}")
+    print(f"jaxrender {jr.__version__}, jax {jax.__version__}")
     print(f"CUDA kernels built: {'yes' if HAS_CUDA_KERNELS else 'no'}")
     print(f"JAX devices: {', '.join(str(d) for d in jax.devices())}")
+    print(f"built-in scenes: {', '.join(sorted(jr.BUILTIN_SCENES))}")
+    return 0
+
+
+def _cmd_params(args) -> int:
+    import jaxrender as jr
+
+    scene = _load_scene(args)
+    params = jr.traverse(scene)
+    width = max((len(k) for k in params), default=0)
+    for name, value in params.items():
+        print(f"{name:<{width}}  {str(value.dtype):<8} {tuple(value.shape)}")
+    cam = scene.sensors[0] if scene.sensors else None
+    summary = f"{len(params)} parameters; {len(scene.shapes)} shapes, {len(scene.bsdfs)} BSDFs, " \
+              f"{len(scene.emitters)} emitters, {len(scene.sensors)} sensors"
+    if cam is not None:
+        summary += f"; film {cam.film.width}x{cam.film.height}, {cam.sample_count} spp"
+    print(summary)
     return 0
 
 
@@ -57,29 +114,47 @@ def _cmd_raycast(args) -> int:
     import jax.numpy as jnp
 
     import jaxrender as jr
-    from jaxrender._png import write_png
-    from jaxrender.geometry.shapes import MESHES, icosphere
+    from jaxrender.geometry.shapes import MESHES as PROCEDURAL
+    from jaxrender.geometry.shapes import icosphere
+    from jaxrender.geometry.world import flatten_scene
 
-    if not args.output.lower().endswith(".png"):
-        print(f"jaxrender: error: -o must name a .png file, got {args.output!r}", file=sys.stderr)
-        return 2
-    if args.mesh == "sphere":
-        vertices, faces = icosphere(args.subdivisions)
+    if args.scene in MESHES:
+        vertices, faces = icosphere(args.subdivisions) if args.scene == "sphere" else PROCEDURAL[args.scene]()
+        width, height = args.resolution or (512, 512)
+        origins, directions = _pinhole_rays(width, height, eye=(2.6, -3.4, 2.0), target=(0, 0, 0))
+        colour = np.full((1, 3), 0.9, np.float32)
+        face_colour = np.zeros(faces.shape[0], np.int32)
     else:
-        vertices, faces = MESHES[args.mesh]()
-    width, height = args.resolution
-    origins, directions = _pinhole_rays(width, height, eye=(2.6, -3.4, 2.0), target=(0, 0, 0))
+        scene = _load_scene(args)
+        if not scene.sensors:
+            raise jr.SceneError(f"{args.scene}: the scene has no sensor to ray-cast from")
+        if not 0 <= args.sensor < len(scene.sensors):
+            raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
+        camera = scene.sensors[args.sensor]
+        if args.resolution:
+            film = camera.film.__class__(args.resolution[0], args.resolution[1], camera.film.rfilter)
+            camera = camera.__class__(**{**camera.__dict__, "film": film})
+        width, height = camera.film.width, camera.film.height
+        geometry = flatten_scene(scene)
+        vertices, faces = geometry.vertices, geometry.faces
+        origins, directions = jr.camera_rays(camera, jnp.full((height, width, 2), 0.5, jnp.float32))
+        colour = _shape_colours(scene)
+        face_colour = geometry.shape_index
+
+    colour, face_colour = jnp.asarray(colour), jnp.asarray(face_colour)
 
     @jax.jit
     def shade(vertices, origins, directions):
         accel = jr.build_bvh(vertices, faces, method=args.method)
         hit = jr.intersect(accel, vertices, faces, origins, directions)
-        tri = vertices[jnp.asarray(faces)[jnp.maximum(hit.prim, 0)]]
+        prim = jnp.maximum(hit.prim, 0)
+        tri = vertices[jnp.asarray(faces)[prim]]
         n = jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
-        n = n / jnp.linalg.norm(n, axis=-1, keepdims=True)
-        cos = jnp.abs(jnp.sum(n * directions, axis=-1))
-        value = jnp.where(hit.prim >= 0, 0.15 + 0.85 * cos, 0.0)
-        return jnp.broadcast_to(value[..., None], value.shape + (3,))
+        n = n / jnp.maximum(jnp.linalg.norm(n, axis=-1, keepdims=True), 1e-30)
+        d = directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
+        cos = jnp.abs(jnp.sum(n * d, axis=-1, keepdims=True))
+        value = colour[face_colour[prim]] * (0.2 + 0.8 * cos)
+        return jnp.where((hit.prim >= 0)[..., None], value, 0.0)
 
     t0 = time.perf_counter()
     image = shade(vertices, origins, directions).block_until_ready()
@@ -90,9 +165,8 @@ def _cmd_raycast(args) -> int:
         image = shade(vertices, origins, directions).block_until_ready()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    srgb = np.where(image <= 0.0031308, 12.92 * image, 1.055 * np.power(np.asarray(image), 1 / 2.4) - 0.055)
-    write_png(args.output, np.clip(np.round(np.asarray(srgb) * 255), 0, 255).astype(np.uint8))
-    print(f"{args.mesh}: {faces.shape[0]} triangles, {width}x{height} rays on {jax.devices()[0].platform}")
+    jr.write_image(args.output, np.asarray(image))
+    print(f"{args.scene}: {faces.shape[0]} triangles, {width}x{height} rays on {jax.devices()[0].platform}")
     print(f"first call (compile + build + trace): {compile_s:.2f} s; "
           f"build + trace: {best * 1e3:.1f} ms ({width * height / best / 1e6:.1f} M rays/s incl. build)")
     print(f"wrote {args.output}")
@@ -102,18 +176,37 @@ def _cmd_raycast(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="jaxrender", description="A differentiable renderer native to JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="show build configuration and JAX devices")
-    rc = sub.add_parser("raycast", help="ray-cast a built-in mesh to a PNG and time it")
-    rc.add_argument("mesh", choices=["sphere", "torus", "box"])
-    rc.add_argument("-o", "--output", required=True, help="output .png path")
-    rc.add_argument("--resolution", type=_parse_resolution, default=(512, 512), help="WxH (default 512x512)")
+    sub.add_parser("info", help="show build configuration, JAX devices and built-in scenes")
+
+    pp = sub.add_parser("params", help="list a scene's differentiable parameters (traverse)")
+    pp.add_argument("scene", help="Mitsuba XML file or built-in scene name (e.g. cbox)")
+    pp.add_argument("-D", dest="define", action="append", type=_parse_define, metavar="NAME=VALUE",
+                    help="set a $NAME scene parameter (repeatable)")
+
+    rc = sub.add_parser("raycast", help="ray-cast a scene or built-in mesh to an image and time it")
+    rc.add_argument("scene", help=f"Mitsuba XML file, built-in scene (cbox) or mesh ({', '.join(MESHES)})")
+    rc.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .exr)")
+    rc.add_argument("-D", dest="define", action="append", type=_parse_define, metavar="NAME=VALUE",
+                    help="set a $NAME scene parameter (repeatable)")
+    rc.add_argument("--sensor", type=int, default=0, help="sensor index (scenes)")
+    rc.add_argument("--resolution", type=_parse_resolution, default=None,
+                    help="WxH (default: the scene's film, 512x512 for meshes)")
     rc.add_argument("--subdivisions", type=int, default=5, help="icosphere subdivisions (sphere only)")
     rc.add_argument("--method", choices=["sah", "lbvh"], default="sah", help="BVH builder (CPU)")
     rc.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     args = parser.parse_args(argv)
-    if args.command == "info":
-        return _cmd_info(args)
-    return _cmd_raycast(args)
+
+    from jaxrender.io import SceneError
+
+    try:
+        if args.command == "info":
+            return _cmd_info(args)
+        if args.command == "params":
+            return _cmd_params(args)
+        return _cmd_raycast(args)
+    except (SceneError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"jaxrender: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
