@@ -8,6 +8,7 @@ derivative and batching rules.
 
 from jaxrender._load import BUILTIN_SCENES, load_file, load_string
 from jaxrender.geometry import Accel, Hit, build_bvh, intersect, occluded
+from jaxrender.geometry.world import WorldGeometry, flatten_scene
 from jaxrender.io import SceneError, SceneWarning, read_image, write_image
 from jaxrender.scene import (
     BSDF,
@@ -63,6 +64,6 @@ __all__ = [
     # images
     "read_image", "write_image", "SceneError", "SceneWarning",
     # ray tracing
-    "Accel", "Hit", "build_bvh", "intersect", "occluded",
+    "Accel", "Hit", "build_bvh", "intersect", "occluded", "flatten_scene", "WorldGeometry",
     "__version__",
 ]

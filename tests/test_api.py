@@ -115,3 +115,15 @@ def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_pat
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("jaxrender: error:") and message in err and "\n" not in err
+
+
+def test_readme_api_snippet_runs():
+    """The README's "API in five lines" block, executed as written."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index("## The API in five lines")
+    code = text[text.index("```python\n", start) + len("```python\n"):text.index("```\n", start + 30)]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    hit = namespace["hit"]
+    assert hit.prim.shape == (64, 64) and bool((hit.prim >= 0).all())  # the box is closed
