@@ -19,45 +19,8 @@ def _as_mesh(vertices, faces):
     return np.ascontiguousarray(vertices, np.float32), np.ascontiguousarray(faces, np.int32)
 
 
-def icosphere(subdiv: int = 2, radius: float = 1.0, center=(0.0, 0.0, 0.0)):
-    """Welded, closed icosphere: 20 * 4**subdiv triangles.
-
-    Vertices are normalized in float64 then rounded once to float32, so the
-    twelve base vertices keep exact zero coordinates (they lie on the
-    coordinate planes), which makes axis-aligned rays through them hit edges
-    and vertices exactly.
-    """
-    phi = (1.0 + 5.0**0.5) / 2.0
-    verts = [
-        (-1, phi, 0), (1, phi, 0), (-1, -phi, 0), (1, -phi, 0),
-        (0, -1, phi), (0, 1, phi), (0, -1, -phi), (0, 1, -phi),
-        (phi, 0, -1), (phi, 0, 1), (-phi, 0, -1), (-phi, 0, 1),
-    ]
-    verts = [np.array(v, np.float64) / np.linalg.norm(v) for v in verts]
-    faces = [
-        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11),
-        (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6), (7, 1, 8),
-        (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
-        (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
-    ]
-    for _ in range(subdiv):
-        cache: dict[tuple[int, int], int] = {}
-
-        def mid(a, b):
-            key = (min(a, b), max(a, b))
-            if key not in cache:
-                m = verts[a] + verts[b]
-                verts.append(m / np.linalg.norm(m))
-                cache[key] = len(verts) - 1
-            return cache[key]
-
-        new = []
-        for a, b, c in faces:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        faces = new
-    v = np.array(verts) * radius + np.asarray(center, np.float64)
-    return _as_mesh(v, faces)
+# The package's own generator (placed in float64, rounded once to float32).
+from jaxrender.geometry.shapes import icosphere  # noqa: E402
 
 
 def box(lo=(-1.0, -1.0, -1.0), hi=(1.0, 1.0, 1.0)):

@@ -260,7 +260,6 @@ std::string build_bvh_cpu(xla::ffi::ThreadPool& pool, BvhMethod method, const fl
       }
     }
   }
-  if (F > (int64_t)1 << 30) return "more than 2^30 faces are not supported";
   const int64_t max_nodes = max_bvh_nodes(F);
   // The builders write the binary tree here; collapse() turns it into the
   // 4-wide output nodes at the end.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bvh_build_cpu.h"
+#include "ffi_checks.h"
 #include "jaxrender/bvh.h"
 #include "jaxrender/lbvh.h"
 #include "parallel_cpu.h"
@@ -121,38 +122,18 @@ void trace_rays(ffi::ThreadPool& pool, const int32_t* nodes, const float* o, con
   });
 }
 
-ffi::Error check_accel(const ffi::Buffer<ffi::S32>& nodes, const ffi::Buffer<ffi::F32>& tris,
-                       const ffi::Buffer<ffi::S32>& prim_ids) {
-  if (nodes.element_count() % kNodeWords != 0 || nodes.element_count() == 0)
-    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 32) with M >= 1");
-  if (tris.element_count() % 9 != 0)
-    return ffi::Error::InvalidArgument("accel.tris must have shape (F, 9)");
-  if (prim_ids.element_count() != tris.element_count() / 9)
-    return ffi::Error::InvalidArgument("accel.prim_ids must have shape (F,)");
-  return ffi::Error::Success();
-}
-
-ffi::Error check_rays(const ffi::Buffer<ffi::F32>& origins, const ffi::Buffer<ffi::F32>& directions,
-                      const ffi::Buffer<ffi::F32>& t_max) {
-  if (origins.element_count() % 3 != 0 || directions.element_count() != origins.element_count() ||
-      t_max.element_count() * 3 != origins.element_count())
-    return ffi::Error::InvalidArgument("origins, directions must be (N, 3) and t_max (N,)");
-  return ffi::Error::Success();
-}
-
 ffi::Error BuildBvhImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> vertices,
                         ffi::Buffer<ffi::S32> faces, ffi::ResultBuffer<ffi::S32> nodes,
                         ffi::ResultBuffer<ffi::F32> tris, ffi::ResultBuffer<ffi::S32> prim_ids,
                         int32_t method) {
   if (method != 0 && method != 1)
     return ffi::Error::InvalidArgument("build_bvh: method must be 0 (sah) or 1 (lbvh)");
+  if (auto e = check_build(vertices, faces, nodes->element_count(), tris->element_count(),
+                           prim_ids->element_count());
+      e.failure())
+    return e;
   const int64_t V = vertices.element_count() / 3;
   const int64_t F = faces.element_count() / 3;
-  if (vertices.element_count() % 3 != 0 || faces.element_count() % 3 != 0)
-    return ffi::Error::InvalidArgument("vertices must be (V, 3) and faces (F, 3)");
-  if ((int64_t)nodes->element_count() != kNodeWords * max_bvh_nodes(F) ||
-      (int64_t)tris->element_count() != 9 * F || (int64_t)prim_ids->element_count() != F)
-    return ffi::Error::InvalidArgument("build_bvh: output shapes do not match the face count");
   std::string err = build_bvh_cpu(pool, static_cast<BvhMethod>(method), vertices.typed_data(), V, faces.typed_data(), F,
                                   nodes->typed_data(), tris->typed_data(),
                                   prim_ids->typed_data());

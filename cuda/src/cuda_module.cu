@@ -10,6 +10,7 @@
 
 #include "jaxrender/bvh.h"
 #include "jaxrender/lbvh.h"
+#include "ffi_checks.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -19,8 +20,6 @@ namespace jaxrender {
 namespace {
 
 constexpr int kBlock = 256;
-
-int64_t max_bvh_nodes(int64_t num_faces) { return num_faces > 2 ? num_faces - 1 : 1; }
 
 unsigned grid_for(int64_t n) { return (unsigned)((n + kBlock - 1) / kBlock); }
 
@@ -54,28 +53,14 @@ __global__ void query_kernel(const int32_t* __restrict__ nodes, int64_t n_nodes,
   }
 }
 
-ffi::Error check_query(const ffi::Buffer<ffi::S32>& nodes, const ffi::Buffer<ffi::F32>& tris,
-                       const ffi::Buffer<ffi::S32>& prim_ids, const ffi::Buffer<ffi::F32>& origins,
-                       const ffi::Buffer<ffi::F32>& directions,
-                       const ffi::Buffer<ffi::F32>& t_max) {
-  if (nodes.element_count() % kNodeWords != 0 || nodes.element_count() == 0)
-    return ffi::Error::InvalidArgument("accel.nodes must have shape (M, 32) with M >= 1");
-  if (tris.element_count() % 9 != 0 || prim_ids.element_count() != tris.element_count() / 9)
-    return ffi::Error::InvalidArgument("accel.tris must be (F, 9) and accel.prim_ids (F,)");
-  if (origins.element_count() % 3 != 0 || directions.element_count() != origins.element_count() ||
-      t_max.element_count() * 3 != origins.element_count())
-    return ffi::Error::InvalidArgument("origins, directions must be (N, 3) and t_max (N,)");
-  return ffi::Error::Success();
-}
-
 ffi::Error IntersectImpl(cudaStream_t stream, ffi::Buffer<ffi::S32> nodes,
                          ffi::Buffer<ffi::F32> tris, ffi::Buffer<ffi::S32> prim_ids,
                          ffi::Buffer<ffi::F32> origins, ffi::Buffer<ffi::F32> directions,
                          ffi::Buffer<ffi::F32> t_max, ffi::ResultBuffer<ffi::F32> t_out,
                          ffi::ResultBuffer<ffi::S32> prim_out, ffi::ResultBuffer<ffi::F32> b1_out,
                          ffi::ResultBuffer<ffi::F32> b2_out) {
-  if (auto e = check_query(nodes, tris, prim_ids, origins, directions, t_max); e.failure())
-    return e;
+  if (auto e = check_accel(nodes, tris, prim_ids); e.failure()) return e;
+  if (auto e = check_rays(origins, directions, t_max); e.failure()) return e;
   const int64_t n = t_max.element_count();
   if (n == 0) return ffi::Error::Success();
   query_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(
@@ -90,8 +75,8 @@ ffi::Error OccludedImpl(cudaStream_t stream, ffi::Buffer<ffi::S32> nodes,
                         ffi::Buffer<ffi::F32> tris, ffi::Buffer<ffi::S32> prim_ids,
                         ffi::Buffer<ffi::F32> origins, ffi::Buffer<ffi::F32> directions,
                         ffi::Buffer<ffi::F32> t_max, ffi::ResultBuffer<ffi::PRED> hit_out) {
-  if (auto e = check_query(nodes, tris, prim_ids, origins, directions, t_max); e.failure())
-    return e;
+  if (auto e = check_accel(nodes, tris, prim_ids); e.failure()) return e;
+  if (auto e = check_rays(origins, directions, t_max); e.failure()) return e;
   const int64_t n = t_max.element_count();
   if (n == 0) return ffi::Error::Success();
   query_kernel<true><<<grid_for(n), kBlock, 0, stream>>>(
@@ -262,14 +247,12 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
                         ffi::ResultBuffer<ffi::S32> nodes, ffi::ResultBuffer<ffi::F32> tris,
                         ffi::ResultBuffer<ffi::S32> prim_ids, int32_t method) {
   (void)method;  // the GPU always builds an LBVH
+  if (auto e = check_build(vertices, faces, nodes->element_count(), tris->element_count(),
+                           prim_ids->element_count());
+      e.failure())
+    return e;
   const int64_t V = vertices.element_count() / 3;
   const int64_t F = faces.element_count() / 3;
-  if (vertices.element_count() % 3 != 0 || faces.element_count() % 3 != 0)
-    return ffi::Error::InvalidArgument("vertices must be (V, 3) and faces (F, 3)");
-  if ((int64_t)nodes->element_count() != kNodeWords * max_bvh_nodes(F) ||
-      (int64_t)tris->element_count() != 9 * F || (int64_t)prim_ids->element_count() != F)
-    return ffi::Error::InvalidArgument("build_bvh: output shapes do not match the face count");
-  if (F > (int64_t)1 << 30) return ffi::Error::InvalidArgument("build_bvh: more than 2^30 faces");
   const int32_t n = (int32_t)F;
   bool ok = true;
   BuildScratch s;

@@ -9,8 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def icosphere(subdivisions: int = 3, radius: float = 1.0):
-    """A closed sphere: an icosahedron subdivided `subdivisions` times (20 * 4^s faces)."""
+def icosphere(subdivisions: int = 3, radius: float = 1.0, center=(0.0, 0.0, 0.0)):
+    """A closed sphere: an icosahedron subdivided `subdivisions` times (20 * 4^s faces).
+
+    Vertices are placed in float64 and rounded to float32 once, so the twelve
+    base vertices keep exact zero coordinates (axis-aligned rays through them
+    hit edges and vertices exactly, which the watertightness tests rely on).
+    """
     t = (1.0 + 5.0**0.5) / 2.0
     verts = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t),
              (0, -1, -t), (0, 1, -t), (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
@@ -35,7 +40,8 @@ def icosphere(subdivisions: int = 3, radius: float = 1.0):
             ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
             new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
         f = new
-    return (np.asarray(v) * radius).astype(np.float32), np.asarray(f, np.int32)
+    v = np.asarray(v) * radius + np.asarray(center, np.float64)
+    return v.astype(np.float32), np.asarray(f, np.int32)
 
 
 def torus(major_radius: float = 1.0, minor_radius: float = 0.35, n_major: int = 48, n_minor: int = 24):

@@ -38,6 +38,10 @@ constexpr int kWidth = 4;
 constexpr int kStackSize = 160;
 static_assert(kStackSize >= 3 * 48 + kWidth, "traversal stack too small");
 
+// Node slots a tree over `num_faces` triangles uses: one per binary interior
+// node, at least one (the root). The Python wrapper allocates exactly this.
+JR_HD int64_t max_bvh_nodes(int64_t num_faces) { return num_faces > 2 ? num_faces - 1 : 1; }
+
 struct Node2 {
   float lo[2][3];  // child boxes: lo[c][axis]
   float hi[2][3];
