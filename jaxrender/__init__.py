@@ -9,6 +9,7 @@ derivative and batching rules.
 from jaxrender._load import BUILTIN_SCENES, load_file, load_string
 from jaxrender.geometry import Accel, Hit, build_bvh, intersect, occluded
 from jaxrender.geometry.world import WorldGeometry, flatten_scene
+from jaxrender.integrators.render import render
 from jaxrender.io import SceneError, SceneWarning, read_image, write_image
 from jaxrender.scene import (
     BSDF,
@@ -52,6 +53,8 @@ from jaxrender.scene import (
 __version__ = "0.1.0"
 
 __all__ = [
+    # rendering
+    "render",
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
     "Scene", "Mesh", "PerspectiveCamera", "Film", "ReconstructionFilter", "IntegratorConfig",

@@ -2,6 +2,8 @@
 
   jaxrender info                        what was built, which devices JAX sees
   jaxrender params SCENE [-D k=v ...]   a scene's differentiable parameters
+  jaxrender render SCENE -o OUT         render a scene (path or direct integrator),
+                                        in passes with a progress bar
   jaxrender raycast SCENE -o OUT        ray-cast a scene (file or built-in, e.g.
                                         cbox) or a built-in mesh (sphere, torus,
                                         box) from its camera, eye-light shaded,
@@ -109,6 +111,79 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _with_resolution(camera, resolution):
+    if resolution is None:
+        return camera
+    film = camera.film.__class__(resolution[0], resolution[1], camera.film.rfilter)
+    return camera.__class__(**{**camera.__dict__, "film": film})
+
+
+def _cmd_render(args) -> int:
+    import dataclasses
+
+    import jax
+
+    import jaxrender as jr
+
+    t_start = time.perf_counter()
+    scene = _load_scene(args)
+    if not scene.sensors:
+        raise jr.SceneError(f"{args.scene}: the scene has no sensor to render from")
+    if not 0 <= args.sensor < len(scene.sensors):
+        raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
+    camera = _with_resolution(scene.sensors[args.sensor], args.resolution)
+    cfg = scene.integrator
+    if args.integrator is not None:
+        cfg = dataclasses.replace(cfg, type=args.integrator)
+    if args.max_depth is not None:
+        cfg = dataclasses.replace(cfg, max_depth=args.max_depth)
+    spp = args.spp if args.spp is not None else camera.sample_count
+    if spp <= 0:
+        raise ValueError(f"--spp must be positive, got {spp}")
+    width, height = camera.film.width, camera.film.height
+    # Passes of about PASS_SAMPLES samples, each one jitted call, so progress
+    # can be shown; the image is their average.
+    from jaxrender.integrators.render import PASS_SAMPLES
+
+    chunk = max(1, min(spp, PASS_SAMPLES // (width * height)))
+    sizes = [chunk] * (spp // chunk) + ([spp % chunk] if spp % chunk else [])
+    key = jax.random.key(args.seed)
+    fn = jax.jit(lambda scene, camera, k, n: jr.render(scene, cfg, sensor=camera, spp=n, key=k),
+                 static_argnums=3)
+    total = None
+    done = 0
+    t0 = time.perf_counter()
+    compile_s = None
+    for i, n in enumerate(sizes):
+        t_pass = time.perf_counter()
+        image = fn(scene, camera, jax.random.fold_in(key, i), n).block_until_ready()
+        if compile_s is None:
+            compile_s = time.perf_counter() - t_pass
+            t0 = time.perf_counter()
+        total = image * n if total is None else total + image * n
+        done += n
+        if not args.quiet:
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            rate = (done - sizes[0]) * width * height / elapsed if done > sizes[0] else 0.0
+            left = (spp - done) * width * height / rate if rate > 0 else 0.0
+            bar = "#" * int(30 * done / spp)
+            print(f"\r[{bar:<30}] {done}/{spp} spp  {rate / 1e6:6.2f} M samples/s  {left:5.1f} s left",
+                  end="", file=sys.stderr, flush=True)
+    if not args.quiet:
+        print(file=sys.stderr)
+    image = np.asarray(total / spp)
+    if not np.isfinite(image).all():
+        raise RuntimeError("the render produced non-finite values")
+    jr.write_image(args.output, image)
+    render_s = time.perf_counter() - t0
+    print(f"{args.scene}: {width}x{height}, {spp} spp, {cfg.type} (max_depth {cfg.max_depth}) "
+          f"on {jax.devices()[0].platform}")
+    print(f"compile (first pass incl.): {compile_s:.2f} s; render: {render_s:.2f} s; "
+          f"total {time.perf_counter() - t_start:.2f} s")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _cmd_raycast(args) -> int:
     import jax
     import jax.numpy as jnp
@@ -130,10 +205,7 @@ def _cmd_raycast(args) -> int:
             raise jr.SceneError(f"{args.scene}: the scene has no sensor to ray-cast from")
         if not 0 <= args.sensor < len(scene.sensors):
             raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
-        camera = scene.sensors[args.sensor]
-        if args.resolution:
-            film = camera.film.__class__(args.resolution[0], args.resolution[1], camera.film.rfilter)
-            camera = camera.__class__(**{**camera.__dict__, "film": film})
+        camera = _with_resolution(scene.sensors[args.sensor], args.resolution)
         width, height = camera.film.width, camera.film.height
         geometry = flatten_scene(scene)
         vertices, faces = geometry.vertices, geometry.faces
@@ -183,6 +255,20 @@ def main(argv=None) -> int:
     pp.add_argument("-D", dest="define", action="append", type=_parse_define, metavar="NAME=VALUE",
                     help="set a $NAME scene parameter (repeatable)")
 
+    rp = sub.add_parser("render", help="render a scene to an image (EXR or PNG by extension)")
+    rp.add_argument("scene", help="Mitsuba XML file or built-in scene name (e.g. cbox)")
+    rp.add_argument("-o", "--output", required=True, help="output image (.exr, .png or .jpg)")
+    rp.add_argument("--spp", type=int, default=None, help="samples per pixel (default: the scene's)")
+    rp.add_argument("--integrator", choices=["path", "direct"], default=None,
+                    help="integrator (default: the scene's)")
+    rp.add_argument("--max-depth", type=int, default=None, help="longest path (-1: unbounded)")
+    rp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image)")
+    rp.add_argument("--sensor", type=int, default=0, help="sensor index")
+    rp.add_argument("--resolution", type=_parse_resolution, default=None, help="WxH (default: the film's)")
+    rp.add_argument("-D", dest="define", action="append", type=_parse_define, metavar="NAME=VALUE",
+                    help="set a $NAME scene parameter (repeatable)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     rc = sub.add_parser("raycast", help="ray-cast a scene or built-in mesh to an image and time it")
     rc.add_argument("scene", help=f"Mitsuba XML file, built-in scene (cbox) or mesh ({', '.join(MESHES)})")
     rc.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .exr)")
@@ -203,9 +289,20 @@ def main(argv=None) -> int:
             return _cmd_info(args)
         if args.command == "params":
             return _cmd_params(args)
+        if args.command == "render":
+            return _cmd_render(args)
         return _cmd_raycast(args)
-    except (SceneError, FileNotFoundError, ValueError, TypeError) as e:
-        print(f"jaxrender: error: {e}", file=sys.stderr)
+    except RecursionError:
+        # The loaders bound include and object nesting; this is a last guard
+        # so that no input ends in a traceback.
+        print(f"jaxrender: error: {getattr(args, 'scene', '')}: input nested too deeply "
+              "(Python's recursion limit was reached)", file=sys.stderr)
+        return 2
+    except (SceneError, OSError, ValueError, TypeError) as e:
+        # SceneError is a ValueError; OSError covers unreadable inputs and
+        # unwritable outputs. One line, whatever the message holds.
+        text = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
+        print(f"jaxrender: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,5 @@
+"""Integrators: `render` (path, direct) and the shading math they use."""
+
+from jaxrender.integrators.render import render
+
+__all__ = ["render"]

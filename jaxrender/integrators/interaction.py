@@ -1,0 +1,151 @@
+"""Scene arrays for rendering and the differentiable surface interaction.
+
+`prepare_scene` flattens a Scene (inside jit) into world-space arrays plus
+static per-shape tables; `surface_interaction` turns closest hits into
+positions, normals, uvs and material/emitter indices. Positions and normals
+are interpolated from the hit's barycentrics, so they differentiate with
+respect to vertex positions and transforms through `intersect`'s rule.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrender.geometry import build_bvh, intersect
+from jaxrender.geometry.accel import Accel, Hit
+from jaxrender.geometry.world import flatten_scene
+from jaxrender.integrators._math import dot, safe_normalize
+from jaxrender.scene import Scene, transform_normals
+
+# Mitsuba's ray offsets (math::RayEpsilon = 2^-24 * 1500, ShadowEpsilon = 10x).
+RAY_EPSILON = 2.0**-24 * 1500
+SHADOW_EPSILON = RAY_EPSILON * 10
+
+
+class SceneArrays(NamedTuple):
+    """A scene's geometry, ready for tracing and shading.
+
+    vertices: (V, 3) world positions; normals: (V, 3) world shading normals
+    (zeros for meshes without them); uvs: (V, 2) (zeros where absent).
+    faces (F, 3), shape_of_face (F,) and the per-shape tables bsdf_of_shape,
+    emitter_of_shape (-1: none), smooth_shape (shade with vertex normals),
+    flip_shape (flip_normals) are static numpy. accel is the BVH.
+    """
+
+    vertices: jax.Array
+    normals: jax.Array
+    uvs: jax.Array
+    faces: np.ndarray
+    shape_of_face: np.ndarray
+    bsdf_of_shape: np.ndarray
+    emitter_of_shape: np.ndarray
+    smooth_shape: np.ndarray
+    flip_shape: np.ndarray
+    accel: Accel
+
+
+def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
+    """Flattens `scene` to world space and builds (or reuses) its BVH."""
+    world = flatten_scene(scene)
+    normals, uvs = [], []
+    for mesh in scene.shapes:
+        n = mesh.num_vertices
+        if mesh.vertex_normals is not None and not mesh.face_normals:
+            normals.append(transform_normals(mesh.to_world, mesh.vertex_normals))
+        else:
+            normals.append(jnp.zeros((n, 3), jnp.float32))
+        uv = mesh.vertex_texcoords
+        uvs.append(jnp.zeros((n, 2), jnp.float32) if uv is None else jnp.asarray(uv, jnp.float32))
+    cat = (lambda xs, w: jnp.concatenate(xs) if xs else jnp.zeros((0, w), jnp.float32))
+    shapes = scene.shapes
+    if accel is None:
+        accel = build_bvh(world.vertices, world.faces)
+    return SceneArrays(
+        vertices=world.vertices,
+        normals=cat(normals, 3),
+        uvs=cat(uvs, 2),
+        faces=world.faces,
+        shape_of_face=world.shape_index,
+        bsdf_of_shape=np.array([m.bsdf for m in shapes], np.int32),
+        emitter_of_shape=np.array([m.emitter for m in shapes], np.int32),
+        smooth_shape=np.array([m.vertex_normals is not None and not m.face_normals for m in shapes], bool),
+        flip_shape=np.array([m.flip_normals for m in shapes], bool),
+        accel=accel,
+    )
+
+
+class Interaction(NamedTuple):
+    """Surface interactions of a batch of rays (world space).
+
+    valid: (N,) bool, the ray hit something. p: (N, 3) hit point. n: (N, 3)
+    geometric normal (front side as the mesh's winding, flipped for
+    flip_normals). sh_n: (N, 3) shading normal. uv: (N, 2). t: (N,) distance.
+    shape, bsdf, emitter: (N,) int32 indices (-1 where invalid / none).
+    """
+
+    valid: jax.Array
+    p: jax.Array
+    n: jax.Array
+    sh_n: jax.Array
+    uv: jax.Array
+    t: jax.Array
+    shape: jax.Array
+    bsdf: jax.Array
+    emitter: jax.Array
+
+
+def trace(arrays: SceneArrays, origins, directions, t_max=None) -> Hit:
+    """Closest hits against the prepared scene (native kernel)."""
+    return intersect(arrays.accel, arrays.vertices, arrays.faces, origins, directions, t_max)
+
+
+def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> Interaction:
+    """Interpolates the hit data; misses get zeros and index -1."""
+    valid = hit.prim >= 0
+    prim = jnp.where(valid, hit.prim, 0)
+    faces = jnp.asarray(arrays.faces)
+    if faces.shape[0] == 0:
+        faces = jnp.zeros((1, 3), jnp.int32)
+    f = faces[prim]
+    b1, b2 = hit.b1[..., None], hit.b2[..., None]
+    b0 = 1.0 - b1 - b2
+    verts = arrays.vertices if arrays.vertices.shape[0] else jnp.zeros((1, 3), jnp.float32)
+    v0, v1, v2 = verts[f[..., 0]], verts[f[..., 1]], verts[f[..., 2]]
+    p = b0 * v0 + b1 * v1 + b2 * v2
+    shape_tab = jnp.asarray(arrays.shape_of_face if arrays.shape_of_face.size else np.zeros(1, np.int32))
+    shape = shape_tab[prim]
+    flip = jnp.asarray(arrays.flip_shape if arrays.flip_shape.size else np.zeros(1, bool))[shape]
+    sign = jnp.where(flip, -1.0, 1.0)[..., None]
+    n = safe_normalize(jnp.cross(v1 - v0, v2 - v0)) * sign
+    norms = arrays.normals if arrays.normals.shape[0] else jnp.zeros((1, 3), jnp.float32)
+    sh = b0 * norms[f[..., 0]] + b1 * norms[f[..., 1]] + b2 * norms[f[..., 2]]
+    smooth = jnp.asarray(arrays.smooth_shape if arrays.smooth_shape.size else np.zeros(1, bool))[shape]
+    sh_n = jnp.where(smooth[..., None], safe_normalize(sh) * sign, n)
+    uvs = arrays.uvs if arrays.uvs.shape[0] else jnp.zeros((1, 2), jnp.float32)
+    uv = b0 * uvs[f[..., 0]] + b1 * uvs[f[..., 1]] + b2 * uvs[f[..., 2]]
+    bsdf = jnp.asarray(arrays.bsdf_of_shape if arrays.bsdf_of_shape.size else np.zeros(1, np.int32))[shape]
+    emitter = jnp.asarray(arrays.emitter_of_shape if arrays.emitter_of_shape.size
+                          else -np.ones(1, np.int32))[shape]
+    v3 = valid[..., None]
+    return Interaction(
+        valid=valid,
+        p=jnp.where(v3, p, 0.0),
+        n=jnp.where(v3, n, 0.0),
+        sh_n=jnp.where(v3, sh_n, 0.0),
+        uv=jnp.where(valid[..., None], uv, 0.0),
+        t=jnp.where(valid, hit.t, jnp.inf),
+        shape=jnp.where(valid, shape, -1),
+        bsdf=jnp.where(valid, bsdf, -1),
+        emitter=jnp.where(valid, emitter, -1),
+    )
+
+
+def offset_origin(p, n, d):
+    """Mitsuba's spawn_ray origin: p pushed off the surface to d's side of n."""
+    mag = (1.0 + jnp.max(jnp.abs(p), axis=-1, keepdims=True)) * RAY_EPSILON
+    side = jnp.where(dot(n, d)[..., None] >= 0, 1.0, -1.0)
+    return p + n * mag * side

@@ -1,0 +1,173 @@
+"""Emitter sampling and evaluation for the integrators (world space).
+
+An emitter is picked uniformly among the scene's emitters, reusing the
+random number as Mitsuba's `Scene::sample_emitter` does. Area lights are
+sampled uniformly by area over their shape's triangles and converted to
+solid angle; point lights are deltas; the constant environment is sampled
+uniformly over the sphere.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrender.integrators._math import dot, safe_normalize
+from jaxrender.integrators.bsdfs import texture_at
+from jaxrender.integrators.interaction import SceneArrays
+from jaxrender.integrators.warp import square_to_uniform_sphere, square_to_uniform_sphere_pdf
+from jaxrender.scene import AreaLight, ConstantEmitter, PointLight, Scene
+
+SUPPORTED = (AreaLight, PointLight, ConstantEmitter)
+
+
+class EmitterSample(NamedTuple):
+    """A sampled direction towards an emitter from reference points.
+
+    d: (N, 3) unit direction; dist: (N,) distance (inf for infinite emitters);
+    weight: (N, 3) emitted radiance / pdf (pdf includes the 1/#emitters
+    selection); pdf: (N,) solid-angle density (0 for deltas is not used: see
+    is_delta); is_delta: (N,) bool.
+    """
+
+    d: jax.Array
+    dist: jax.Array
+    weight: jax.Array
+    pdf: jax.Array
+    is_delta: jax.Array
+
+
+def check_supported(scene: Scene):
+    for e in scene.emitters:
+        if not isinstance(e, SUPPORTED):
+            raise NotImplementedError(
+                f"rendering with a {type(e).__name__} is not supported yet "
+                f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})")
+
+
+def _shape_faces(arrays: SceneArrays, shape: int):
+    """The contiguous face range of a shape in the world soup (static)."""
+    idx = np.nonzero(arrays.shape_of_face == shape)[0]
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def _triangle_areas(arrays: SceneArrays, f0: int, f1: int):
+    f = jnp.asarray(arrays.faces[f0:f1])
+    v = arrays.vertices
+    e1 = v[f[:, 1]] - v[f[:, 0]]
+    e2 = v[f[:, 2]] - v[f[:, 0]]
+    return 0.5 * jnp.linalg.norm(jnp.cross(e1, e2), axis=-1)
+
+
+def area_light_pdf_area(arrays: SceneArrays, shape: int):
+    """1 / (surface area of the shape)."""
+    f0, f1 = _shape_faces(arrays, shape)
+    return 1.0 / jnp.sum(_triangle_areas(arrays, f0, f1))
+
+
+def _sample_area(scene, arrays, emitter: AreaLight, p, u, u2):
+    """Uniform point on the emitting shape; radiance/pdf towards p."""
+    f0, f1 = _shape_faces(arrays, emitter.shape)
+    areas = _triangle_areas(arrays, f0, f1)
+    total = jnp.sum(areas)
+    cdf = jnp.cumsum(areas) / total
+    tri = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, f1 - f0 - 1)
+    # Reuse u inside the chosen triangle's interval (Mitsuba's sample reuse).
+    lo = jnp.where(tri > 0, cdf[jnp.maximum(tri - 1, 0)], 0.0)
+    w = jnp.clip((u - lo) / jnp.maximum(cdf[tri] - lo, 1e-30), 0.0, 1.0 - 2**-24)
+    f = jnp.asarray(arrays.faces[f0:f1])[tri]
+    v0, v1, v2 = (arrays.vertices[f[:, k]] for k in range(3))
+    # Square to uniform triangle (Mitsuba's warp).
+    s = jnp.sqrt(1.0 - w)
+    b1 = 1.0 - s
+    b2 = u2 * s
+    q = (1.0 - b1 - b2)[:, None] * v0 + b1[:, None] * v1 + b2[:, None] * v2
+    n = safe_normalize(jnp.cross(v1 - v0, v2 - v0))
+    if scene.shapes[emitter.shape].flip_normals:
+        n = -n
+    uvs = arrays.uvs
+    fu = (1.0 - b1 - b2)[:, None] * uvs[f[:, 0]] + b1[:, None] * uvs[f[:, 1]] + b2[:, None] * uvs[f[:, 2]]
+    diff = q - p
+    dist2 = jnp.sum(diff * diff, axis=-1)
+    dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))
+    d = diff / dist[:, None]
+    cos_l = -dot(d, n)
+    pdf = dist2 / (jnp.maximum(jnp.abs(cos_l), 1e-30) * total)
+    radiance = _rgb(texture_at(emitter.radiance, fu))
+    ok = (cos_l > 0) & (total > 0)
+    weight = jnp.where(ok[:, None], radiance / pdf[:, None], 0.0)
+    return d, dist, weight, jnp.where(ok, pdf, 0.0), jnp.zeros_like(ok)
+
+
+def _rgb(x):
+    return jnp.broadcast_to(x, x.shape[:-1] + (3,))
+
+
+def sample_emitter(scene: Scene, arrays: SceneArrays, p, u_select, u2) -> EmitterSample:
+    """One emitter sample per reference point p (N, 3); u_select (N,), u2 (N, 2)."""
+    n_em = len(scene.emitters)
+    index = jnp.minimum((u_select * n_em).astype(jnp.int32), n_em - 1)
+    outs = []
+    for i, e in enumerate(scene.emitters):
+        if isinstance(e, AreaLight):
+            outs.append(_sample_area(scene, arrays, e, p, u2[:, 0], u2[:, 1]))
+        elif isinstance(e, PointLight):
+            diff = jnp.asarray(e.position, jnp.float32) - p
+            dist2 = jnp.sum(diff * diff, axis=-1)
+            dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))
+            intensity = _rgb(texture_at(e.intensity, jnp.zeros(p.shape[:-1] + (2,), jnp.float32)))
+            outs.append((diff / dist[:, None], dist, intensity / dist2[:, None],
+                         jnp.ones_like(dist), jnp.ones(dist.shape, bool)))
+        elif isinstance(e, ConstantEmitter):
+            d = square_to_uniform_sphere(u2)
+            pdf = square_to_uniform_sphere_pdf(d)
+            radiance = _rgb(texture_at(e.radiance, jnp.zeros(p.shape[:-1] + (2,), jnp.float32)))
+            outs.append((d, jnp.full(pdf.shape, jnp.inf), radiance / pdf[:, None], pdf,
+                         jnp.zeros(pdf.shape, bool)))
+    sel = lambda xs: _select(index, xs)
+    d, dist, weight, pdf, delta = (sel([o[k] for o in outs]) for k in range(5))
+    # Selection probability 1 / n_em.
+    return EmitterSample(d, dist, weight * n_em, pdf / n_em, delta)
+
+
+def _select(index, values):
+    out = jnp.zeros_like(values[0])
+    for i, v in enumerate(values):
+        mask = (index == i).reshape(index.shape + (1,) * (v.ndim - index.ndim))
+        out = jnp.where(mask, v, out)
+    return out
+
+
+def area_emission(scene: Scene, arrays: SceneArrays, si, d):
+    """Radiance leaving the hit points towards -d (front side of area lights),
+    and the solid-angle pdf of having sampled that point by `sample_emitter`."""
+    n_em = max(len(scene.emitters), 1)
+    radiance = jnp.zeros(si.p.shape, jnp.float32)
+    pdf = jnp.zeros(si.t.shape, jnp.float32)
+    cos_l = -dot(d, si.sh_n)
+    for i, e in enumerate(scene.emitters):
+        if not isinstance(e, AreaLight):
+            continue
+        mine = (si.emitter == i) & (cos_l > 0)
+        value = _rgb(texture_at(e.radiance, si.uv))
+        radiance = jnp.where(mine[:, None], value, radiance)
+        pdf_a = area_light_pdf_area(arrays, e.shape)
+        pdf_s = pdf_a * si.t**2 / jnp.maximum(jnp.abs(cos_l), 1e-30)
+        pdf = jnp.where(mine, pdf_s / n_em, pdf)
+    return radiance, pdf
+
+
+def environment_emission(scene: Scene, d):
+    """Radiance arriving from infinite emitters along -d (rays that escaped),
+    and the solid-angle pdf of `sample_emitter` producing d."""
+    n_em = max(len(scene.emitters), 1)
+    radiance = jnp.zeros(d.shape, jnp.float32)
+    pdf = jnp.zeros(d.shape[:-1], jnp.float32)
+    for e in scene.emitters:
+        if isinstance(e, ConstantEmitter):
+            radiance = radiance + _rgb(texture_at(e.radiance, jnp.zeros(d.shape[:-1] + (2,), jnp.float32)))
+            pdf = pdf + square_to_uniform_sphere_pdf(d) / n_em
+    return radiance, pdf

@@ -1,0 +1,102 @@
+"""Unidirectional path tracing with next-event estimation and MIS (Mitsuba's
+`path`), wavefront style: every bounce is one closest-hit query, one shading
+step over the whole batch and one shadow query, inside `lax.fori_loop`.
+
+`direct` is the same estimator stopped after the first bounce (Mitsuba's
+`direct` with one emitter and one BSDF sample equals `path` with max_depth 2).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrender.geometry import occluded
+from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators.bsdfs import SceneBSDFs
+from jaxrender.integrators.interaction import (
+    SHADOW_EPSILON,
+    SceneArrays,
+    offset_origin,
+    surface_interaction,
+    trace,
+)
+from jaxrender.integrators.lights import area_emission, environment_emission, sample_emitter
+from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
+from jaxrender.scene import IntegratorConfig, Scene
+
+# Bounce cap for max_depth = -1 ("unbounded", ended by Russian roulette).
+UNBOUNDED_DEPTH = 64
+
+
+def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key):
+    """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each."""
+    n = origins.shape[0]
+    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    if cfg.type == "direct":
+        max_depth = 2
+    has_emitters = len(scene.emitters) > 0
+    f32 = jnp.float32
+
+    def body(depth, state):
+        o, d, beta, L, eta, active, prev_pdf, prev_delta = state
+        k = jax.random.fold_in(key, depth)
+        u = jax.random.uniform(k, (n, 6), f32)
+        hit = trace(arrays, o, d)
+        si = surface_interaction(arrays, hit, o, d)
+
+        # Emission seen along the ray, MIS-weighted against emitter sampling.
+        if has_emitters:
+            le_area, pdf_area = area_emission(scene, arrays, si, d)
+            le_env, pdf_env = environment_emission(scene, d)
+            le = jnp.where(si.valid[:, None], le_area, le_env)
+            pdf_em = jnp.where(si.valid, pdf_area, pdf_env)
+            w = jnp.where((depth == 0) | prev_delta, 1.0, power_heuristic(prev_pdf, pdf_em))
+            visible = ~((depth == 0) & cfg.hide_emitters)
+            L = L + jnp.where((active & visible)[:, None], beta * le * w[:, None], 0.0)
+
+        active = active & si.valid & (depth + 1 < max_depth)
+        frame = make_frame(si.sh_n)
+        wi = to_local(frame, -d)
+        bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+
+        # Next-event estimation.
+        if has_emitters:
+            es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3])
+            origin = offset_origin(si.p, si.n, es.d)
+            t_max = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
+            ok = active & (es.pdf > 0)
+            blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
+                               jnp.where(ok, t_max, 0.0))
+            wo = to_local(frame, es.d)
+            f = bsdfs.eval(wi, wo)
+            bsdf_pdf = bsdfs.pdf(wi, wo)
+            w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf, bsdf_pdf))
+            L = L + jnp.where((ok & ~blocked)[:, None], beta * f * es.weight * w[:, None], 0.0)
+
+        # BSDF sampling for the next bounce.
+        bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
+        beta = beta * bs.weight
+        eta = eta * bs.eta
+        d_next = to_world(frame, bs.wo)
+        active = active & (bs.pdf > 0)
+
+        # Russian roulette (Mitsuba: survival probability min(max(beta) eta^2, 0.95)).
+        rr = depth >= cfg.rr_depth
+        q = jnp.minimum(jnp.max(beta, axis=-1) * eta * eta, 0.95)
+        survive = jax.random.uniform(jax.random.fold_in(k, 1), (n,), f32) < q
+        beta = jnp.where((rr & active)[:, None], beta / jnp.maximum(q, 1e-30)[:, None], beta)
+        active = active & (~rr | survive)
+
+        o_next = offset_origin(si.p, si.n, d_next)
+        o = jnp.where(active[:, None], o_next, o)
+        d = jnp.where(active[:, None], d_next, d)
+        beta = jnp.where(active[:, None], beta, 0.0)
+        return o, d, beta, L, eta, active, bs.pdf, bm.is_delta(bs.flags)
+
+    state = (
+        origins, directions, jnp.ones((n, 3), f32), jnp.zeros((n, 3), f32), jnp.ones((n,), f32),
+        jnp.ones((n,), bool), jnp.zeros((n,), f32), jnp.zeros((n,), bool),
+    )
+    state = jax.lax.fori_loop(0, max_depth, body, state)
+    return jnp.nan_to_num(state[3], nan=0.0, posinf=0.0, neginf=0.0)
