@@ -117,6 +117,39 @@ def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_pat
     assert err.startswith("jaxrender: error:") and message in err and "\n" not in err
 
 
+def _write_hostile(folder):
+    """Bad inputs for the CLI: {file name: what its one-line error must say}."""
+    (folder / "empty.xml").write_bytes(b"")
+    (folder / "binary.xml").write_bytes(bytes(range(256)) * 8)
+    for i in range(600):
+        body = f'<include filename="inc{i + 1}.xml"/>' if i < 599 else ""
+        (folder / f"inc{i}.xml").write_text(f'<scene version="3.0.0">{body}</scene>')
+    nested = '<bsdf type="twosided">' * 500 + "</bsdf>" * 500
+    (folder / "nested.xml").write_text(f'<scene version="3.0.0">{nested}</scene>')
+    (folder / "folder.xml").mkdir()
+    return {
+        "empty.xml": "empty.xml:1: malformed XML",
+        "binary.xml": "binary.xml:1: malformed XML",
+        "inc0.xml": "inc32.xml:1: includes nested more than 32 levels deep",
+        "nested.xml": "nested.xml:1: <bsdf> is nested more than 100 objects deep",
+        "folder.xml": "folder.xml: is a directory",
+    }
+
+
+def test_cli_never_prints_a_traceback_for_bad_input(tmp_path, capsys):
+    for name, message in _write_hostile(tmp_path).items():
+        for argv in (["params", str(tmp_path / name)], ["raycast", str(tmp_path / name), "-o", "x.png"]):
+            assert cli.main(argv) == 2, argv
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("jaxrender: error:") and message in err and "\n" not in err, err
+    # An output that cannot be written is an OSError, reported the same way.
+    argv = ["raycast", "torus", "-o", str(tmp_path / "no" / "such" / "dir.png"), "--resolution", "4x4",
+            "--repeat", "1"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jaxrender: error:") and "dir.png" in err and "\n" not in err
+
+
 def test_readme_api_snippet_runs():
     """The README's "API in five lines" block, executed as written."""
     with open(os.path.join(ROOT, "README.md")) as f:

@@ -554,6 +554,62 @@ def test_include_errors(tmp_path):
         parse_xml(tmp_path / "nothere.xml")
 
 
+def _include_chain(folder, n):
+    """f0.xml includes f1.xml ... includes f{n}.xml, which holds a shape."""
+    for i in range(n + 1):
+        body = f'<include filename="f{i + 1}.xml"/>' if i < n else '<shape type="cube"/>'
+        (folder / f"f{i}.xml").write_text(f'<scene version="3.0.0">\n{body}\n</scene>')
+    return folder / "f0.xml"
+
+
+def test_include_depth_limit(tmp_path):
+    # 32 nested includes load; one more is an error at the include that
+    # goes too deep (Mitsuba 3 stops at 15). 600 used to be a RecursionError.
+    assert parse_xml(_include_chain(tmp_path, 32))["shape_0"]["type"] == "cube"
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    with pytest.raises(SceneError, match=r"f32\.xml:2: includes nested more than 32 levels deep "
+                       r"\(.*f0\.xml -> .*f1\.xml -> \.\.\. \(30 more\) -> .*f33\.xml\)"):
+        parse_xml(_include_chain(deep, 600))
+
+
+def test_object_nesting_limit():
+    ok = "\n".join(['<texture type="t" name="a">'] * 100 + ["</texture>"] * 100)
+    assert scene(ok)["texture_0"]["__tag__"] == "texture"
+    deep = "\n".join(['<texture type="t" name="a">'] * 500 + ["</texture>"] * 500)
+    # Line 2 holds the outermost object, so the 101st is on line 102.
+    with pytest.raises(SceneError, match=r"<string>:102: <texture> is nested more than 100 objects deep"):
+        scene(deep)
+
+
+@pytest.mark.parametrize("name, data, match", [
+    ("empty.xml", b"", r"empty\.xml:1: malformed XML: no element found"),
+    ("binary.xml", bytes(range(256)) * 4, r"binary\.xml:1: malformed XML: not well-formed"),
+    ("bad_utf8.xml", b'<scene version="3.0.0"><shape type="x" id="c\xff"/></scene>',
+     r"bad_utf8\.xml:1: malformed XML: not well-formed \(invalid token\)"),
+    ("comment_only.xml", b"<!-- nothing -->", r"comment_only\.xml:1: malformed XML: no element found"),
+])
+def test_hostile_files_are_scene_errors(tmp_path, name, data, match):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(SceneError, match=match):
+        parse_xml(tmp_path / name)
+
+
+@pytest.mark.parametrize("encoding, data", [
+    ("utf-8 with BOM", b"\xef\xbb\xbf" + '<?xml version="1.0" encoding="utf-8"?>\n<scene version="3.0.0">'
+     '<shape type="x" id="caf\u00e9"/></scene>'.encode()),
+    ("utf-16 with BOM", '<scene version="3.0.0">\n<shape type="x" id="caf\u00e9"/></scene>'.encode("utf-16")),
+    ("utf-16-le, declared", '<?xml version="1.0" encoding="utf-16"?>\n<scene version="3.0.0">'
+     '<shape type="x" id="caf\u00e9"/></scene>'.encode("utf-16-le")),
+    ("latin-1, declared", '<?xml version="1.0" encoding="iso-8859-1"?>\n<scene version="3.0.0">'
+     '<shape type="x" id="caf\u00e9"/></scene>'.encode("latin-1")),
+])
+def test_encodings(tmp_path, encoding, data):
+    (tmp_path / "s.xml").write_bytes(data)
+    d = parse_xml(tmp_path / "s.xml")
+    assert d["caf\u00e9"]["type"] == "x" and d["caf\u00e9"]["__source__"] == f"{tmp_path / 's.xml'}:2"
+
+
 def test_path_element_and_alias(tmp_path):
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "m.obj").write_text("")

@@ -985,6 +985,31 @@ def test_structure_errors():
             "twosided")
 
 
+def test_deep_and_self_containing_dicts_are_scene_errors():
+    from jaxrender.io import SceneError
+
+    def chain(n):
+        root = {"type": "twosided", "__source__": "s.xml:3"}
+        cur = root
+        for _ in range(n):
+            cur["bsdf"] = {"type": "twosided"}
+            cur = cur["bsdf"]
+        cur["bsdf"] = {"type": "diffuse"}
+        return {"type": "scene", "b": root}
+
+    # Nesting is bounded (it used to be a RecursionError); within the bound
+    # the builder's own rules apply (a twosided holds no twosided).
+    with pytest.raises(SceneError, match=r"nested more than 100 levels deep \(outermost: twosided \(s\.xml:3\)\)"):
+        js.load_dict(chain(2000))
+    with pytest.raises(SceneError, match="cannot contain another twosided"):
+        js.load_dict(chain(50))
+    loop = {"type": "diffuse", "__source__": "s.xml:9"}
+    loop["reflectance"] = {"type": "bitmap", "data": np.ones((1, 1, 3))}
+    loop["reflectance"]["inner"] = loop
+    with pytest.raises(SceneError, match=r"diffuse \(s\.xml:9\): the object contains itself"):
+        js.load_dict({"type": "scene", "b": loop})
+
+
 def test_missing_and_bad_mesh_files(tmp_path):
     missing = str(tmp_path / "does_not_exist.obj")
     _raises({"type": "scene", "m": {"type": "obj", "filename": missing, "__source__": "s.xml:20"}},

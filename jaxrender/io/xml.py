@@ -116,7 +116,9 @@ decides about them.
 Errors are `SceneError`s whose message starts with `file:line:`: malformed XML,
 unknown elements or attributes, missing required attributes, bad numbers (NaN
 is refused, inf allowed) or booleans, wrong arity, duplicate ids or parameter
-names, undefined `$name`s, unresolved references, missing or cyclic includes.
+names, undefined `$name`s, unresolved references, missing or cyclic includes,
+includes nested more than `MAX_INCLUDE_DEPTH` (32; Mitsuba 3 allows 15) files
+deep, plugin objects nested more than `MAX_OBJECT_DEPTH` (100) deep.
 Warnings (`SceneWarning`, with file and line): dropped film parameters, the
 microfacet approximation, sampled spectra clamped to the sRGB gamut.
 """
@@ -180,6 +182,15 @@ _COSMETIC_FILM_PARAMS = frozenset(
 )
 _UV_PARAMS = ("uoffset", "voffset", "uscale", "vscale")
 
+# Mitsuba 3 stops at 15 nested includes. Scene packs that split geometry,
+# materials and lights over files rarely nest more than 3 or 4 deep; 32 is
+# generous and keeps the parser's recursion (a few frames per level) far
+# below Python's limit, so a runaway chain is a SceneError, not a crash.
+MAX_INCLUDE_DEPTH = 32
+# Plugin objects nest a handful of levels in real scenes (shape > twosided >
+# bsdf > texture); 100 is far past any of them and bounds the recursion.
+MAX_OBJECT_DEPTH = 100
+
 _FLOAT_RE = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE
 )
@@ -204,6 +215,7 @@ class _Ctx:
     dirs: tuple  # folders to resolve relative paths in, nearest first
     old: bool  # file version < 2.0: upgrade names as Mitsuba 3 does
     in_emitter: bool = False  # spectra convert as radiance, not reflectance
+    depth: int = 0  # plugin objects enclosing this element (the root <scene> not counted)
 
     def at(self, line: int) -> str:
         return f"{self.file}:{line}"
@@ -365,11 +377,14 @@ class _Loader:
         self.aliases: dict[str, str] = {}  # alias -> id
         self.extra_dirs: list[str] = []  # from <path value=.../>
         self.include_stack: list[str] = []
+        self.include_depth = 0  # <include>s being expanded, nested
 
     # ---- entry points -----------------------------------------------------
 
     def load_file(self, path: str) -> dict:
         path = os.path.abspath(path)
+        if os.path.isdir(path):
+            raise SceneError(f"{path}: is a directory, not a scene file")
         if not os.path.isfile(path):
             raise SceneError(f"{path}: scene file not found")
         with open(path, "rb") as f:
@@ -539,6 +554,10 @@ class _Loader:
     def _object(self, node: _Node, attrs: dict, ctx: _Ctx) -> dict:
         where = ctx.at(node.line)
         tag = node.tag
+        if ctx.depth >= MAX_OBJECT_DEPTH:
+            raise SceneError(
+                f"{where}: <{tag}> is nested more than {MAX_OBJECT_DEPTH} objects deep"
+            )
         obj = {"type": attrs["type"]}
         if attrs.get("id"):
             ident = attrs["id"]
@@ -548,7 +567,9 @@ class _Loader:
             obj["id"] = ident
         obj["__tag__"] = tag
         obj["__source__"] = where
-        child_ctx = dataclasses.replace(ctx, in_emitter=ctx.in_emitter or tag == "emitter")
+        child_ctx = dataclasses.replace(
+            ctx, in_emitter=ctx.in_emitter or tag == "emitter", depth=ctx.depth + 1
+        )
         self._fill(obj, node.children, child_ctx, owner=tag)
 
         if ctx.old:
@@ -768,10 +789,21 @@ class _Loader:
         if real in (os.path.realpath(p) for p in self.include_stack):
             chain = " -> ".join(self.include_stack + [path])
             raise SceneError(f"{where}: include cycle: {chain}")
+        if self.include_depth >= MAX_INCLUDE_DEPTH:
+            chain = self.include_stack + [path]
+            if len(chain) > 6:
+                chain = chain[:2] + [f"... ({len(chain) - 4} more)"] + chain[-2:]
+            raise SceneError(
+                f"{where}: includes nested more than {MAX_INCLUDE_DEPTH} levels deep "
+                f"({' -> '.join(chain)})"
+            )
         with open(path, "rb") as f:
             tree = _parse_tree(f.read(), path)
-        inc_ctx = _Ctx(path, (os.path.dirname(path),) + ctx.dirs, ctx.old, ctx.in_emitter)
+        inc_ctx = dataclasses.replace(
+            ctx, file=path, dirs=(os.path.dirname(path),) + ctx.dirs
+        )
         self.include_stack.append(path)
+        self.include_depth += 1
         try:
             if tree.tag == "scene":
                 attrs = self._attrs(tree, inc_ctx, {"version"}, required=("version",))
@@ -788,6 +820,7 @@ class _Loader:
                 self._collect(entries, [tree], inc_ctx, root, owner)
         finally:
             self.include_stack.pop()
+            self.include_depth -= 1
 
 
 def _param_str(v) -> str:

@@ -133,6 +133,10 @@ _UNSUPPORTED_CATEGORY = {t: c for c, ts in _UNSUPPORTED.items() for t in ts}
 _VALUE_TYPES = ("rgb", "spectrum", "uniform")
 _RESERVED = ("type", "id", "__source__", "__tag__")
 _MISSING = object()
+# Real scenes nest objects a handful of levels deep (shape > twosided > bsdf >
+# texture). The builders recurse a few frames per level, so a bound keeps a
+# runaway (or self-containing) dict a SceneError rather than a RecursionError.
+MAX_OBJECT_DEPTH = 100
 
 # Parameters accepted and ignored without a word: they change only how
 # samples are drawn (not the expected image) or how files are written.
@@ -508,8 +512,14 @@ class _Loader:
     def index(self) -> None:
         """First pass: document order and ids of every object dict."""
         counter = [0]
+        enclosing: list[dict] = []  # the objects `d` is nested in, outermost first
 
         def visit(d, key, parent_prefix, role):
+            if any(d is e for e in enclosing):
+                raise self.error(f"{self.where(d)}: the object contains itself")
+            if len(enclosing) >= MAX_OBJECT_DEPTH:
+                raise self.error(f"{self.where(d)}: objects are nested more than "
+                                 f"{MAX_OBJECT_DEPTH} levels deep (outermost: {self.where(enclosing[0])})")
             self.order[id(d)] = counter[0]
             counter[0] += 1
             oid = d.get("id")
@@ -554,7 +564,11 @@ class _Loader:
                 else:
                     child_role = None
                 position += 1
-                visit(v, None, self.prefix[id(d)], child_role)
+                enclosing.append(d)
+                try:
+                    visit(v, None, self.prefix[id(d)], child_role)
+                finally:
+                    enclosing.pop()
 
         for key, value in self.root.items():
             if key in _RESERVED or key.startswith("__"):
