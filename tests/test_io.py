@@ -648,6 +648,14 @@ ERROR_CASES = [
         r"<string>:3: could not parse <integer name='a'> value '3.0' as an integer",
     ),
     (
+        '<shape type="x">\n<integer name="a" value="2147483648"/></shape>',
+        r"<string>:3: <integer name='a'> value '2147483648' is out of range for a 32-bit integer",
+    ),
+    (
+        '<shape type="x">\n<integer name="a" value="-99999999999999999999"/></shape>',
+        r"<string>:3: .* is out of range for a 32-bit integer \[-2147483648, 2147483647\]",
+    ),
+    (
         '<shape type="x">\n<boolean name="a" value="1"/></shape>',
         r"<string>:3: .*must be 'true' or 'false'",
     ),

@@ -965,6 +965,23 @@ def test_unknown_and_ill_typed_parameters():
     _raises({"type": "scene", "b": {"type": "bitmap", "data": np.full((2, 2, 3), np.inf)}}, "non-finite")
 
 
+def test_integer_and_film_size_limits():
+    # Integers are int32 (Mitsuba's "value ... is out of bounds"); films at
+    # most 65536 a side and 715827882 pixels. Used to be accepted as is.
+    for cfg in ({"type": "path", "max_depth": 2**31}, {"type": "path", "rr_depth": 2**40},
+                {"type": "path", "max_depth": -(2**31) - 1}):
+        _raises({"type": "scene", "i": {**cfg, "__source__": "s.xml:4"}}, "32-bit integer", r"s\.xml:4")
+    _raises({"type": "scene", "c": {"type": "perspective", "sampler": {
+        "type": "independent", "sample_count": 2**31, "__source__": "s.xml:5"}}},
+        '"sample_count"', "32-bit integer", r"s\.xml:5")
+    for size in ({"width": 2**32}, {"height": 65537}, {"width": 65536, "height": 65536}):
+        _raises({"type": "scene", "c": {"type": "perspective", "film": {
+            "type": "hdrfilm", **size, "__source__": "s.xml:6"}}}, r"s\.xml:6", "hdrfilm")
+    assert scene(i={"type": "path", "max_depth": 2**31 - 1}).integrator.max_depth == 2**31 - 1
+    film = scene(c={"type": "perspective", "film": {"type": "hdrfilm", "width": 65536, "height": 2}}).sensors[0].film
+    assert (film.width, film.height) == (65536, 2)
+
+
 def test_structure_errors():
     ref = {"type": "ref", "id": "nope", "__source__": "s.xml:19"}
     _raises({"type": "scene", "s": {"type": "rectangle", "bsdf": ref}},

@@ -35,7 +35,7 @@ children with the same tag (e.g. `blendbsdf`), they are keyed "bsdf_0",
 
 Values:
 
-    <float>      float           <integer>  int        <boolean>  bool
+    <float>      float           <integer>  int (int32 range)    <boolean>  bool
     <string>     str             (`filename` values: absolute paths, see below)
     <point>, <vector>            [x, y, z] (list of 3 floats)
     <rgb>        {"type": "rgb", "value": [r, g, b]}   (one value -> gray)
@@ -195,6 +195,10 @@ _FLOAT_RE = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE
 )
 _INT_RE = re.compile(r"[+-]?\d+")
+# `<integer>` values must fit int32, as every integer parameter of Mitsuba's
+# plugins (and jaxrender's static ints) does; Mitsuba checks the range where
+# a plugin reads the value, we check it where the file gives it.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclasses.dataclass
@@ -612,6 +616,11 @@ class _Loader:
                 if not _INT_RE.fullmatch(text.strip()):
                     raise SceneError(f"{where}: could not parse {what} {text!r} as an integer")
                 value = int(text)
+                if not _INT32_MIN <= value <= _INT32_MAX:
+                    raise SceneError(
+                        f"{where}: {what} {text!r} is out of range for a 32-bit integer "
+                        f"[{_INT32_MIN}, {_INT32_MAX}]"
+                    )
             elif tag == "boolean":
                 low = text.strip().lower()
                 if low not in ("true", "false"):

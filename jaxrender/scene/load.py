@@ -22,6 +22,11 @@ ill-typed parameters raise `SceneError` naming the plugin, the parameter and
 the source; parameters that only affect sampling or output formats are
 accepted and ignored, and the few cosmetic ones we do not model are ignored
 with a `SceneWarning`. The scene is returned only when everything is built.
+
+Limits: integer parameters must fit int32 (as in Mitsuba); a film's width
+and height are at most `MAX_FILM_SIDE` (65536) and width * height at most
+`MAX_FILM_PIXELS` (715827882, so that flat (H, W, 3) indices fit int32);
+objects nest at most `MAX_OBJECT_DEPTH` (100) levels.
 """
 
 from __future__ import annotations
@@ -137,6 +142,14 @@ _MISSING = object()
 # texture). The builders recurse a few frames per level, so a bound keeps a
 # runaway (or self-containing) dict a SceneError rather than a RecursionError.
 MAX_OBJECT_DEPTH = 100
+# Integer parameters are int32, as in Mitsuba (which rejects larger values
+# where a plugin reads them).
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Film size: each side at most 65536 pixels, and width * height * 3 (the
+# flat length of the (H, W, 3) image) within int32, so that pixel and
+# channel indices never overflow. Mitsuba allows any uint32 side.
+MAX_FILM_SIDE = 65536
+MAX_FILM_PIXELS = _INT32_MAX // 3
 
 # Parameters accepted and ignored without a word: they change only how
 # samples are drawn (not the expected image) or how files are written.
@@ -294,15 +307,20 @@ class _Obj:
             raise self.error(f'parameter "{name}" must be {bound} {minimum}, got {value}')
         return value
 
-    def int(self, name, default=_MISSING, *, minimum=None) -> int:
+    def int(self, name, default=_MISSING, *, minimum=None, maximum=None) -> int:
         value = self.raw(name, default)
         if name not in self.d:
             return int(default)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
             raise self.param_error(name, "an integer", value)
         value = int(value)
+        if not _INT32_MIN <= value <= _INT32_MAX:
+            raise self.error(f'parameter "{name}" = {value} is out of range for a 32-bit integer '
+                             f"[{_INT32_MIN}, {_INT32_MAX}]")
         if minimum is not None and value < minimum:
             raise self.error(f'parameter "{name}" must be >= {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise self.error(f'parameter "{name}" must be <= {maximum}, got {value}')
         return value
 
     def bool(self, name, default=_MISSING) -> bool:
@@ -1081,8 +1099,12 @@ class _Loader:
 
     def build_film(self, d: dict) -> Film:
         p = _Obj(self, d, "film")
-        width = p.int("width", 768, minimum=1)
-        height = p.int("height", 576, minimum=1)
+        width = p.int("width", 768, minimum=1, maximum=MAX_FILM_SIDE)
+        height = p.int("height", 576, minimum=1, maximum=MAX_FILM_SIDE)
+        if width * height > MAX_FILM_PIXELS:
+            raise p.error(f"film of {width}x{height} = {width * height} pixels is larger than "
+                          f"jaxrender's limit of {MAX_FILM_PIXELS} pixels (width * height * 3 "
+                          "must fit a 32-bit index)")
         crop = (p.int("crop_offset_x", 0), p.int("crop_offset_y", 0),
                 p.int("crop_width", width), p.int("crop_height", height))
         if crop != (0, 0, width, height):
