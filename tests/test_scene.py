@@ -834,6 +834,52 @@ def test_replace_values_and_sharing():
     assert js.traverse(new).keys() == js.traverse(sc).keys()
 
 
+def test_colliding_parameter_names_are_rejected_at_load():
+    from jaxrender.io import SceneError
+
+    # An id spelling a positional name, an id spelling a nested BSDF's name
+    # or a default BSDF's name: one name would stand for two objects and
+    # `replace` would change both. Used to load silently.
+    cases = [
+        ({"a": {"type": "cube", "__source__": "s.xml:2"},
+          "b": {"type": "rectangle", "id": "Mesh[0]", "__source__": "s.xml:3"}},
+         r'"Mesh\[0\]\.vertex_positions" would stand for two objects: cube \(s\.xml:2\) and '
+         r'rectangle "Mesh\[0\]" \(s\.xml:3\)'),
+        ({"a": {"type": "diffuse", "id": "x.bsdf", "__source__": "s.xml:2"},
+          "b": {"type": "cube", "id": "x", "__source__": "s.xml:3",
+                "bsdf": {"type": "diffuse", "__source__": "s.xml:4"}}},
+         r'"x\.bsdf\.reflectance\.value" would stand for two objects: diffuse "x\.bsdf" \(s\.xml:2\) and '
+         r"diffuse \(s\.xml:4\)"),
+        ({"a": {"type": "diffuse", "id": "x.bsdf", "__source__": "s.xml:2"},
+          "b": {"type": "cube", "id": "x", "__source__": "s.xml:3"}},
+         r'"x\.bsdf\.reflectance\.value" would stand for two objects: diffuse "x\.bsdf" \(s\.xml:2\) and '
+         r'the default BSDF of cube "x" \(s\.xml:3\)'),
+        # Hand-written dicts: root keys are ids.
+        ({"s": {"type": "cube"}, "s.bsdf": {"type": "diffuse"}}, r'"s\.bsdf\.reflectance\.value"'),
+        ({"red": {"type": "diffuse", "reflectance": {"type": "checkerboard"}},
+          "red.reflectance": {"type": "checkerboard"},
+          "b": {"type": "diffuse", "reflectance": {"type": "ref", "id": "red.reflectance"}}},
+         r'"red\.reflectance\.color0\.value" would stand for two objects: checkerboard and checkerboard '
+         r'"red\.reflectance"'),
+    ]
+    for objects, pattern in cases:
+        with pytest.raises(SceneError, match=pattern):
+            scene(**objects)
+    # One shared object under one name is not a collision; ids with dots
+    # or brackets that spell nothing else are fine.
+    sc = scene(t={"type": "checkerboard"},
+               **{"mat.001": {"type": "diffuse", "reflectance": {"type": "ref", "id": "t"}}},
+               b={"type": "twosided", "inner": {"type": "ref", "id": "mat.001"}},
+               s1={"type": "cube", "bsdf": {"type": "ref", "id": "b"}},
+               s2={"type": "cube", "bsdf": {"type": "ref", "id": "b"}},
+               **{"Mesh[7]": {"type": "cube"}})
+    names = js.traverse(sc)
+    assert "t.color0.value" in names and "Mesh[7].to_world" in names and "s1.to_world" in names
+    out = js.replace(sc, {"t.color0.value": jnp.float32(0.9)})
+    assert float(out.bsdfs[0].reflectance.color0) == pytest.approx(0.9)
+    assert float(out.bsdfs[1].brdf[0].reflectance.color0) == pytest.approx(0.9)
+
+
 def test_replace_positions_recomputes_normals():
     sc = _small_scene()
     v = np.asarray(sc.shapes[0].vertex_positions) * np.array([1, 2, 3], np.float32)

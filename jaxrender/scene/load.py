@@ -500,6 +500,7 @@ class _Loader:
         self.built: dict[int, object] = {}
         self.building: set[int] = set()
         self.shapes: list[Mesh] = []
+        self.shape_dicts: list[dict] = []
         self.bsdfs: list[tuple[float, BSDF]] = []
         self.bsdf_index: dict[int, int] = {}
         self.emitters: list = []
@@ -509,6 +510,10 @@ class _Loader:
         self.ids: dict[str, tuple[str, int]] = {}
         self.key_ids: dict[int, str] = {}
         self.prefix: dict[int, str | None] = {}
+        # Built object (by id()) -> (its dict, how to name it in messages):
+        # tells objects that share a parameter name because they are one
+        # shared object from different objects whose names collide.
+        self.sources: dict[int, tuple[dict, str]] = {}
         self.SceneError = _scene_error_type()
 
     # -- messages
@@ -661,6 +666,7 @@ class _Loader:
             elif category == "sensor":
                 self.register(d, "sensors", len(self.sensors))
                 self.sensors.append(self.build_sensor(d))
+                self.sources[id(self.sensors[-1])] = (d, self.where(d))
             elif category == "integrator":
                 if self.integrator is not None:
                     raise self.error(f"{self.where(d)}: a scene has at most one integrator")
@@ -674,8 +680,10 @@ class _Loader:
         perm = sorted(range(len(self.bsdfs)), key=lambda i: self.bsdfs[i][0])
         new_index = {old: new for new, old in enumerate(perm)}
         shapes = tuple(m.replace(bsdf=new_index[m.bsdf]) for m in self.shapes)
+        for mesh, d in zip(shapes, self.shape_dicts):
+            self.sources[id(mesh)] = (d, self.where(d))
         ids = {k: (c, new_index[i] if c == "bsdfs" else i) for k, (c, i) in self.ids.items()}
-        return Scene(
+        scene = Scene(
             shapes=shapes,
             bsdfs=tuple(self.bsdfs[i][1] for i in perm),
             emitters=tuple(self.emitters),
@@ -683,6 +691,43 @@ class _Loader:
             integrator=self.integrator or IntegratorConfig(),
             ids=Ids(ids),
         )
+        self.check_parameter_names(scene)
+        return scene
+
+    def check_parameter_names(self, scene: Scene) -> None:
+        """Rejects scenes in which one parameter name would stand for leaves of
+        different objects (`replace` would silently change them all).
+
+        Names are built from ids and roles (see params.py), so ids like
+        "Mesh[0]" or "x.bsdf" can spell another object's name. Mitsuba lets
+        such names collide silently (its `traverse` keeps one of them); ids
+        themselves are not restricted (Blender exports "Material.001").
+        One name for several leaves of one shared object (a texture or BSDF
+        used by reference) is fine.
+        """
+        from jaxrender.scene.params import _param_paths
+
+        def owner(path):
+            # The innermost built object on the path that came from a dict.
+            obj, found = scene, None
+            for step in path[:-1]:
+                obj = obj[step] if isinstance(step, int) else getattr(obj, step)
+                found = self.sources.get(id(obj), found)
+            return found
+
+        for name, paths in _param_paths(scene).items():
+            if len(paths) < 2:
+                continue
+            first = owner(paths[0])
+            for path in paths[1:]:
+                other = owner(path)
+                if first is None or other is None or other[0] is not first[0]:
+                    a = first[1] if first else ".".join(map(str, paths[0]))
+                    b = other[1] if other else ".".join(map(str, path))
+                    raise self.error(
+                        f'parameter name "{name}" would stand for two objects: {a} and {b} (names '
+                        'are made from ids and roles, e.g. "<shape id>.bsdf", "Mesh[<i>]"); rename one'
+                    )
 
     def register(self, d: dict, collection: str, index: int) -> None:
         oid = self.object_id(d)
@@ -701,6 +746,7 @@ class _Loader:
         finally:
             self.building.discard(key)
         self.built[key] = obj
+        self.sources[id(obj)] = (d, self.where(d))
         return obj
 
     # -- shapes
@@ -748,6 +794,7 @@ class _Loader:
             albedo = 0.0 if emitters else 0.5
             default = Diffuse(reflectance=ConstantTexture(value=_f32(albedo)), id=f"{sid}.bsdf" if sid else None)
             self.bsdfs.append((self.order[id(d)] + 0.5, default))
+            self.sources[id(default)] = (d, f"the default BSDF of {self.where(d)}")
             bsdf = len(self.bsdfs) - 1
         emitter = -1
         if emitters:
@@ -769,6 +816,7 @@ class _Loader:
         )
         self.register(d, "shapes", shape_index)
         self.shapes.append(mesh)
+        self.shape_dicts.append(d)
 
     def read_mesh(self, p: _Obj, filename: str):
         path = os.path.abspath(os.path.expanduser(filename))

@@ -13,6 +13,14 @@ one takes the parent's name and its role, whatever id it has of its own
 own id when defined at the root ("wood.data"). A texture or BSDF used in
 several places by reference has one name; `replace` updates every use.
 
+Names are unique: ids are free-form (Mitsuba restricts them no more than
+this), so an id can spell another object's name (`<shape id="Mesh[0]">`
+next to an unnamed first shape; `<bsdf id="x.bsdf">` next to `<shape
+id="x">` with its own or a default BSDF). `load_dict` rejects such a scene
+with a SceneError naming both objects and their sources, where Mitsuba's
+`traverse` would silently keep one of them. (Scenes assembled by hand from
+the pytree types are not checked: keep their ids distinct.)
+
 Every parameter listed is a float32 array leaf and differentiable:
 
 | object | names |
