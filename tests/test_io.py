@@ -481,6 +481,49 @@ def test_psdr_scene_matches_mitsuba_upgrade():
     assert checked >= 12
 
 
+PSDR_SENSORS = """
+<sensor type="perspective" id="a">
+  <sampler type="independent"><integer name="sampleCount" value="7"/></sampler>
+  <film type="hdrfilm" id="the_film"><integer name="width" value="32"/><integer name="height" value="16"/>
+    <rfilter type="tent"/></film>
+</sensor>
+<sensor type="perspective" id="b"><float name="fov" value="30"/></sensor>
+<sensor type="perspective" id="c"><film type="hdrfilm"><integer name="width" value="8"/></film></sensor>
+"""
+
+
+def test_psdr_sensors_share_the_first_sensors_film_and_sampler():
+    # PSDR-CUDA renders every sensor with the first one's film and sampler:
+    # a later sensor without its own gets a copy (used to get the defaults).
+    d = scene(PSDR_SENSORS, version="0.5.0")
+    first, b, c = d["a"], d["b"], d["c"]
+    assert b["film"]["width"] == 32 and b["film"]["height"] == 16 and b["film"]["rfilter"]["type"] == "tent"
+    assert b["sampler"]["sample_count"] == 7
+    assert "id" not in b["film"] and first["film"]["id"] == "the_film"  # ids stay unique
+    assert b["film"] is not first["film"] and b["film"]["__source__"] == first["film"]["__source__"]
+    assert c["film"] == {"type": "hdrfilm", "__tag__": "film", "__source__": c["film"]["__source__"], "width": 8}
+    assert c["sampler"]["sample_count"] == 7
+    # Mitsuba 3 files keep Mitsuba's rule: no film means the default film.
+    d3 = scene(PSDR_SENSORS.replace("sampleCount", "sample_count"))
+    assert "film" not in d3["b"] and "sampler" not in d3["b"] and "sampler" not in d3["c"]
+
+
+@pytest.mark.parametrize("tag", ["lookat", "lookAt", "look_at"])
+def test_lookat_spellings(tag):
+    body = (f'<shape type="x" id="s"><transform name="to_world">\n'
+            f'<{tag} origin="1, 2, 3" target="0, 0, 0" up="0, 1, 0"/></transform></shape>')
+    expected = scene(body.replace(tag, "lookat"))["s"]["to_world"]
+    # Version 0.x files take all of PSDR-CUDA's spellings.
+    np.testing.assert_array_equal(scene(body, version="0.5.0")["s"]["to_world"], expected)
+    if tag == "lookat":
+        np.testing.assert_array_equal(scene(body)["s"]["to_world"], expected)
+    else:
+        # Mitsuba 3 rejects all but <lookat>, and so do we in 3.x files.
+        with pytest.raises(SceneError, match=rf"<string>:3: unexpected <{tag}> element inside <transform>: "
+                           r"Mitsuba 3 files spell it <lookat>"):
+            scene(body)
+
+
 # ---------------------------------------------------------------------------
 # Files: includes and paths
 

@@ -1162,6 +1162,59 @@ def test_test_scenes_match_mitsuba_parameters(path):
         np.testing.assert_allclose(o, [r["o"] for r in cam["rays"]], atol=1e-5 * max(1, np.abs(o).max()))
 
 
+def _world_geometry(mesh):
+    v = np.asarray(js.transform_points(mesh.to_world, mesh.vertex_positions), np.float64)
+    f = np.asarray(mesh.faces.array)
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    return v, n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+@needs_xml_io
+def test_psdr_microfacet_scene():
+    """psdr_microfacet_v05.xml (PSDR-only; Mitsuba rejects it): its camera and
+    its shapes ground and house are psdr_v05.xml's (expected.json), and its
+    second sensor shares the first one's film and sampler (PSDR's rule)."""
+    from jaxrender.io import SceneWarning, parse_xml
+
+    path = os.path.join(SCENES, "psdr_microfacet_v05.xml")
+    with pytest.warns(SceneWarning, match=r"psdr_microfacet_v05\.xml:50: PSDR-CUDA bsdf 'microfacet'"):
+        d = parse_xml(path)
+    sc = js.load_dict(d)
+    expected = _expected()["tests/data/scenes/psdr_v05.xml"]
+    cams = {c.id: c for c in sc.sensors}
+    cam, want = cams["camera"], expected["sensors"]["camera"]
+    np.testing.assert_allclose(cam.to_world, want["to_world"], atol=1e-6)
+    np.testing.assert_allclose(cam.x_fov, want["x_fov"], rtol=1e-6)
+    assert (cam.near_clip, cam.far_clip) == pytest.approx((want["near_clip"], want["far_clip"]))
+    assert [cam.film.width, cam.film.height] == want["film"]["size"] == [64, 64]
+    assert cam.film.rfilter.type == "box" and cam.sample_count == want["sample_count"] == 4
+    positions = np.asarray(_expected()["_meta"]["film_positions"], np.float32)
+    o, dirs = js.sample_ray(cam, positions)
+    np.testing.assert_allclose(dirs, [r["d"] for r in want["rays"]], atol=2e-6)
+    # The second sensor: no film or sampler of its own, so the first one's
+    # (64 x 64, box, 4 spp), with its own pose, fov and (default) clip range.
+    side = cams["camera_side"]
+    assert (side.film.width, side.film.height, side.film.rfilter.type) == (64, 64, "box")
+    assert side.sample_count == 4 and d["camera_side"]["sampler"]["sample_count"] == 4
+    assert d["camera_side"]["film"]["__source__"] == d["camera"]["film"]["__source__"]
+    np.testing.assert_allclose(side.to_world[:3, 3], [6, 2, 0], atol=1e-6)
+    direction = np.array([-6.0, -1.5, 0.0]) / np.linalg.norm([-6.0, -1.5, 0.0])
+    np.testing.assert_allclose(side.to_world[:3, 2], direction, atol=1e-6)
+    assert float(side.fov) == 40.0 and (side.near_clip, side.far_clip) == (0.01, 10000.0)
+    shapes = {m.id: m for m in sc.shapes}
+    for sid in ("ground", "house", "emitter"):
+        v, normals = _world_geometry(shapes[sid])
+        box = expected["shapes"][sid]["bbox"]
+        np.testing.assert_allclose(v.min(0), box["min"], atol=1e-5, err_msg=sid)
+        np.testing.assert_allclose(v.max(0), box["max"], atol=1e-5, err_msg=sid)
+        assert shapes[sid].num_faces == expected["shapes"][sid]["face_count"]
+        np.testing.assert_allclose(normals, expected["shapes"][sid]["face_normals"], atol=1e-6, err_msg=sid)
+    # house's BSDF is PSDR's microfacet as a GGX roughplastic.
+    shiny = sc.bsdfs[sc.ids["shiny"][1]]
+    assert isinstance(shiny, js.RoughPlastic) and shiny.distribution == "ggx"
+    assert float(shiny.alpha) == pytest.approx(0.09) and float(shiny.int_ior) == pytest.approx(1.5)
+
+
 @needs_xml_io
 @pytest.mark.parametrize("name, patterns", [
     ("missing_mesh", [r"does_not_exist\.obj", "not found", r"missing_mesh\.xml:\d+", '"ghost"']),

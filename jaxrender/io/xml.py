@@ -93,7 +93,13 @@ that starts with an upper-case letter, like `HDRFilm`, is kept);
 although Mitsuba 0.6 computed uv * scale + offset); a `diffuse` BSDF's
 `diffuse_reflectance` becomes `reflectance`; a `<film type="bitmap">` becomes
 `hdrfilm`; a `<spectrum>` with three plain numbers is an RGB colour (PSDR-CUDA
-reads it so). `<lookAt>` and `<srgb>` are accepted in files of any version.
+reads it so). Inside `<transform>`, `<lookAt>` and `<look_at>` are accepted
+as PSDR-CUDA accepts them, besides `<lookat>` (Mitsuba 3 files must spell it
+`<lookat>`, as Mitsuba 3 requires). A `<sensor>` after the first that has no
+`<film>` (or no `<sampler>`) of its own gets a copy of the first sensor's
+(ids dropped, `__source__` kept): PSDR-CUDA renders every sensor of a scene
+with the first one's film and sampler. `<srgb>` is accepted in files of any
+version.
 
 PSDR-CUDA's `<bsdf type="microfacet">` (diffuseReflectance, specularReflectance,
 roughness) has no Mitsuba 3 counterpart. It becomes a `roughplastic` with
@@ -181,6 +187,8 @@ _COSMETIC_FILM_PARAMS = frozenset(
     ]
 )
 _UV_PARAMS = ("uoffset", "voffset", "uscale", "vscale")
+# PSDR-CUDA's spellings of <lookat>, all accepted in version 0.x files.
+_LOOKAT_OLD = ("lookat", "lookAt", "look_at")
 
 # Mitsuba 3 stops at 15 nested includes. Scene packs that split geometry,
 # materials and lights over files rarely nest more than 3 or 4 deep; 32 is
@@ -382,6 +390,7 @@ class _Loader:
         self.extra_dirs: list[str] = []  # from <path value=.../>
         self.include_stack: list[str] = []
         self.include_depth = 0  # <include>s being expanded, nested
+        self.first_sensor: dict | None = None  # PSDR's sensors share its film and sampler
 
     # ---- entry points -----------------------------------------------------
 
@@ -548,7 +557,7 @@ class _Loader:
                 self.extra_dirs.insert(0, os.path.normpath(os.path.join(base, attrs["value"])))
             elif tag == "scene":
                 raise SceneError(f"{where}: <scene> is only allowed as the root element")
-            elif tag in ("translate", "rotate", "scale", "matrix", "lookat", "lookAt"):
+            elif tag in ("translate", "rotate", "scale", "matrix") + _LOOKAT_OLD:
                 raise SceneError(f"{where}: <{tag}> is only allowed inside <transform>")
             else:
                 raise SceneError(f"{where}: unknown element <{tag}>")
@@ -580,7 +589,29 @@ class _Loader:
             self._upgrade_object(obj, where)
         if tag == "bsdf" and obj["type"] == "microfacet":
             _psdr_microfacet(obj, where)
+        if tag == "sensor":
+            if self.first_sensor is None:
+                self.first_sensor = obj
+            elif ctx.old:
+                self._share_film_and_sampler(obj)
         return obj
+
+    def _share_film_and_sampler(self, sensor: dict) -> None:
+        """PSDR-CUDA's rule: a sensor without film or sampler uses the first sensor's."""
+        first = self.first_sensor
+        for tag in ("film", "sampler"):
+            if any(isinstance(v, dict) and v.get("__tag__") == tag for v in sensor.values()):
+                continue
+            key, child = next(
+                ((k, v) for k, v in first.items() if isinstance(v, dict) and v.get("__tag__") == tag),
+                (None, None),
+            )
+            if child is None:
+                continue
+            # A copy, so each sensor owns its objects; without ids, which
+            # must stay unique (and nothing refers to a film or sampler).
+            copy = _copy_without_ids(child)
+            sensor[key if key not in sensor else tag] = copy
 
     @staticmethod
     def _upgrade_object(obj: dict, where: str) -> None:
@@ -749,12 +780,18 @@ class _Loader:
                     t[:] = np.reshape(v, (4, 4))
                 else:
                     t[:3, :3] = np.reshape(v, (3, 3))
-            elif tag in ("lookat", "lookAt"):
+            elif tag == "lookat" or (tag in _LOOKAT_OLD and ctx.old):
                 a = self._attrs(op, ctx, {"origin", "target", "up"}, required=("origin", "target"))
                 o = _floats(a["origin"], f"{what} origin", where, (3,))
                 tg = _floats(a["target"], f"{what} target", where, (3,))
                 up = _floats(a["up"], f"{what} up", where, (3,)) if "up" in a else None
                 t = _look_at(o, tg, up, where)
+            elif tag in _LOOKAT_OLD:
+                raise SceneError(
+                    f"{where}: unexpected <{tag}> element inside <transform>: Mitsuba 3 files "
+                    f"spell it <lookat> (<{tag}> is accepted in version 0.x files, as PSDR-CUDA "
+                    "reads them)"
+                )
             else:
                 raise SceneError(f"{where}: unexpected <{tag}> element inside <transform>")
             m = t @ m
@@ -830,6 +867,17 @@ class _Loader:
         finally:
             self.include_stack.pop()
             self.include_depth -= 1
+
+
+def _copy_without_ids(obj):
+    """A deep copy of an object dict with the "id" of every object removed."""
+    if isinstance(obj, dict):
+        return {k: _copy_without_ids(v) for k, v in obj.items() if not (k == "id" and "__tag__" in obj)}
+    if isinstance(obj, list):
+        return [_copy_without_ids(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    return obj
 
 
 def _param_str(v) -> str:
