@@ -1054,6 +1054,56 @@ def test_ply_matches_mitsuba(tmp_path):
     np.testing.assert_array_equal(np.array(params["vertex_texcoords"]).reshape(-1, 2), m.texcoords)
 
 
+FLOAT_INDEX_PLY = """ply
+format {fmt} 1.0
+element vertex 4
+property float x
+property float y
+property float z
+element face 2
+property list uchar {itype} vertex_indices
+end_header
+"""
+
+
+def write_float_index_ply(path, fmt, itype, faces):
+    head = FLOAT_INDEX_PLY.format(fmt=fmt, itype=itype).encode()
+    verts = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)]
+    if fmt == "ascii":
+        body = "".join("%g %g %g\n" % v for v in verts)
+        body += "".join("3 " + " ".join(repr(float(i)) for i in f) + "\n" for f in faces)
+        path.write_bytes(head + body.encode())
+        return
+    e = "<" if fmt == "binary_little_endian" else ">"
+    code = {"float": "f", "double": "d"}[itype]
+    body = b"".join(struct.pack(e + "fff", *v) for v in verts)
+    body += b"".join(struct.pack(e + "B" + code * 3, 3, *f) for f in faces)
+    path.write_bytes(head + body)
+
+
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian", "binary_big_endian"])
+@pytest.mark.parametrize("itype", ["float", "double"])
+def test_ply_float_face_indices(tmp_path, fmt, itype):
+    # Whole numbers stored as floats are indices; anything else is an error
+    # naming the file and the face (binary files used to truncate 2.7 to 2).
+    path = tmp_path / "m.ply"
+    write_float_index_ply(path, fmt, itype, [(0, 1, 2), (0, 2, 3)])
+    np.testing.assert_array_equal(read_ply(path).faces, [[0, 1, 2], [0, 2, 3]])
+    for bad, shown in ((2.7, "2.7"), (float("nan"), "nan")):
+        write_float_index_ply(path, fmt, itype, [(0, 1, 2), (0, bad, 3)])
+        with pytest.raises(SceneError, match=rf"{re.escape(str(path))}: face 1 has the non-integer "
+                           rf"vertex index {shown}"):
+            read_ply(path)
+
+
+def test_ply_float_list_length_is_rejected(tmp_path):
+    head = FLOAT_INDEX_PLY.format(fmt="binary_little_endian", itype="int").replace("list uchar", "list float")
+    body = struct.pack("<12f", *[0.0] * 12) + struct.pack("<f3i", 3.5, 0, 1, 2) * 2
+    (tmp_path / "m.ply").write_bytes(head.encode() + body)
+    with pytest.raises(SceneError, match=r"m\.ply:8: a list's length must have an integer type, got 'float'"):
+        read_ply(tmp_path / "m.ply")
+
+
 def test_binary_ply_is_fast(tmp_path):
     # A million triangles.
     n = 708

@@ -452,8 +452,10 @@ def read_ply(path) -> MeshData:
     properties are skipped.
 
     Raises:
-      SceneError: missing file, bad header, truncated data, indices out of
-        range, non-finite numbers, no faces.
+      SceneError: missing file, bad header (including float list lengths),
+        truncated data, indices out of range or not whole numbers (face
+        indices may be stored as floats if their values are integral),
+        non-finite numbers, no faces.
     """
     path, data = _open_bytes(path)
     fmt, elements, body = _ply_header(data, path)
@@ -485,6 +487,17 @@ def read_ply(path) -> MeshData:
     if (counts < 3).any():
         i = int(np.argmax(counts < 3))
         raise SceneError(f"{path}: face {i} has {int(counts[i])} vertices")
+    if flat.dtype.kind == "f":
+        # PLY allows float index types; only whole numbers are indices
+        # (casting would truncate 2.7 to vertex 2 without a word).
+        bad = ~np.isfinite(flat) | (flat != np.round(flat))
+        if bad.any():
+            i = int(np.argmax(bad))
+            face_i = int(np.searchsorted(np.cumsum(counts), i, side="right"))
+            raise SceneError(
+                f"{path}: face {face_i} has the non-integer vertex index {float(flat[i]):g} "
+                f"(face indices stored as {flat.dtype.name}; {int(bad.sum())} bad in all)"
+            )
     faces = flat.astype(np.int64)[_fan(counts)]
     _check_finite(vertices, "vertex", path)
     if normals is not None:
@@ -530,6 +543,11 @@ def _ply_header(data: bytes, path: str):
             if len(toks) == 5 and toks[1] == "list":
                 if toks[2] not in _PLY_TYPES or toks[3] not in _PLY_TYPES:
                     raise SceneError(f"{where}: unknown PLY type in {raw.strip()!r}")
+                if _PLY_TYPES[toks[2]][0] == "f":
+                    raise SceneError(
+                        f"{where}: a list's length must have an integer type, got {toks[2]!r} "
+                        f"in {raw.strip()!r}"
+                    )
                 elements[-1].props.append(
                     _PlyProp(toks[4], _PLY_TYPES[toks[3]], _PLY_TYPES[toks[2]])
                 )
