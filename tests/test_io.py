@@ -1273,6 +1273,16 @@ def test_exr_channel_layouts(tmp_path):
         SceneError, match=r"zw\.exr: EXR file has no R, G, B or Y channels \(it has W, Z\)"
     ):
         read_image(tmp_path / "zw.exr")
+    # A lone channel other than Y is not gray (alpha-only files used to load
+    # as gray RGB); Mitsuba's bitmap texture refuses these files too.
+    for name, channels in (("a.exr", {"A": a}), ("z.exr", {"Z": a}), ("ra.exr", {"R": r, "A": a})):
+        OpenEXR.File({}, channels).write(str(tmp_path / name))
+        found = ", ".join(sorted(channels))
+        with pytest.raises(SceneError, match=rf"{re.escape(name)}: EXR file has no R, G, B or Y channels "
+                           rf"\(it has {found}\)"):
+            read_image(tmp_path / name)
+    OpenEXR.File({}, {"light.Y": r, "light.A": a}).write(str(tmp_path / "layer_y.exr"))
+    np.testing.assert_array_equal(read_image(tmp_path / "layer_y.exr"), np.stack([r, r, r], -1))
     # RGBA and gray writes.
     write_image(tmp_path / "w4.exr", np.stack([r, g, b, a], -1))
     np.testing.assert_array_equal(read_image(tmp_path / "w4.exr"), np.stack([r, g, b], -1))

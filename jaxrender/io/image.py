@@ -3,8 +3,10 @@
 The format follows the file extension:
 
 * `.exr`: OpenEXR (the `OpenEXR` package, 3.x API). Read: channels R, G, B
-  (or a layer's `<layer>.R/G/B`), else Y or a single channel as gray; alpha
-  dropped; half and uint channels converted to float32. Write: float32 (or
+  (or a layer's `<layer>.R/G/B`), else Y (or `<layer>.Y`) as gray; alpha
+  dropped; half and uint channels converted to float32. Files with neither
+  (only A, Z or custom channels) are refused naming the channels found, as
+  Mitsuba's bitmap texture refuses them. Write: float32 (or
   float16 for float16 input) channels, ZIP-compressed; float32 round trips
   are bit-exact.
 * `.png`, `.jpg`/`.jpeg`, `.bmp`, `.tga` (Pillow): 8-bit sRGB-encoded. Read:
@@ -159,14 +161,15 @@ def _read_exr(path: str) -> np.ndarray:
         if pick:
             break
     if pick is None:
-        if "Y" in channels:
-            pick = ["Y"]
-        elif len(names) == 1:
-            pick = names
-        else:
+        gray = [n for n in names if n == "Y" or n.endswith(".Y")]
+        if not gray:
+            # A lone A (or Z, or a custom channel) is not a colour: reading it
+            # as gray would turn an alpha mask into a texture without a word.
+            # Mitsuba's bitmap refuses such files too.
             raise SceneError(
-                f"{path}: EXR file has no R, G, B or Y channels (it has {', '.join(names)})"
+                f"{path}: EXR file has no R, G, B or Y channels (it has {', '.join(sorted(names))})"
             )
+        pick = ["Y"] if "Y" in gray else sorted(gray)[:1]
     planes = [np.asarray(channels[c]) for c in pick]
     if any(p.shape != planes[0].shape or p.ndim != 2 for p in planes):
         raise SceneError(f"{path}: EXR channels {pick} are subsampled or of different sizes")
