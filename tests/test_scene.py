@@ -275,6 +275,45 @@ def test_transforms_are_traceable_and_differentiable():
     assert abs(float(g[0])) < 1e-5
 
 
+def test_degenerate_transforms():
+    # Concrete degenerate input is a ValueError naming the argument (these
+    # used to return NaN matrices).
+    cases = [
+        (lambda: js.rotate([0, 0, 0], 30.0), r"rotate: axis must be non-zero"),
+        (lambda: js.rotate(np.zeros(3), 0.0), r"rotate: axis must be non-zero"),
+        (lambda: js.rotate([0, 0, 1], np.inf), r"rotate: angle must be finite"),
+        (lambda: js.rotate([np.nan, 0, 1], 10.0), r"rotate: axis must be finite"),
+        (lambda: js.look_at([1, 2, 3], [1, 2, 3], [0, 1, 0]), r"look_at: origin and target are the same point"),
+        (lambda: js.look_at([0, 0, 0], [0, 2, 0], [0, 1, 0]), r"look_at: up \[0\.0, 1\.0, 0\.0\] is parallel"),
+        (lambda: js.look_at([0, 0, 0], [0, -2, 0], [0, 1, 0]), r"look_at: up .* is parallel"),
+        (lambda: js.look_at([0, 0, 0], [0, 1, 1e-8], [0, 1, 0]), r"look_at: up .* is parallel"),
+        (lambda: js.look_at([0, 0, 0], [0, 0, 1], [0, 0, 0]), r"look_at: up must be non-zero"),
+        (lambda: js.look_at([0, 0, np.inf], [0, 0, 1], [0, 1, 0]), r"look_at: origin must be finite"),
+    ]
+    for make, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            make()
+    # Nearly parallel but well above float32 noise is fine.
+    m = js.look_at([0, 0, 0], [0, 1, 1e-3], [0, 1, 0])
+    assert np.all(np.isfinite(m))
+    # Traced input cannot be checked: the result stays finite (a zero axis is
+    # the identity; a parallel up falls back to coordinate_system's tangent,
+    # which still gives an orthonormal frame), and so do gradients.
+    np.testing.assert_array_equal(jax.jit(js.rotate)(jnp.zeros(3), 30.0), np.eye(4))
+    for o, t, u in ((np.zeros(3), np.zeros(3), [0.0, 1, 0]), (np.zeros(3), [0.0, 2, 0], [0.0, 1, 0]),
+                    (np.zeros(3), [0.0, 0, 1], np.zeros(3))):
+        m = np.asarray(jax.jit(js.look_at)(jnp.asarray(o), jnp.asarray(t), jnp.asarray(u)))
+        np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-6)
+    for g in (jax.grad(lambda a: js.rotate(a, 30.0).sum())(jnp.zeros(3)),
+              jax.grad(lambda t: js.look_at(jnp.zeros(3), t, jnp.array([0.0, 1, 0])).sum())(jnp.array([0.0, 1, 0])),
+              jax.grad(lambda t: js.look_at(jnp.zeros(3), t, jnp.array([0.0, 1, 0])).sum())(jnp.zeros(3))):
+        assert np.all(np.isfinite(g))
+    # vmap over a batch with one degenerate axis.
+    batch = jax.vmap(js.rotate, in_axes=(0, None))(jnp.array([[0.0, 0, 1], [0, 0, 0]]), 90.0)
+    np.testing.assert_allclose(batch[0], js.rotate([0, 0, 1], 90.0))
+    np.testing.assert_array_equal(batch[1], np.eye(4))
+
+
 # --------------------------------------------------------------------------
 # Shapes
 
