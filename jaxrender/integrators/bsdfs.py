@@ -68,71 +68,73 @@ def _eta(bsdf):
     return jnp.asarray(bsdf.int_ior, jnp.float32) / jnp.asarray(bsdf.ext_ior, jnp.float32)
 
 
-def bsdf_triple(bsdf, uv) -> Triple:
-    """(eval(wi, wo), pdf(wi, wo), sample(wi, u1, u2)) of one scene BSDF at uv."""
+_KINDS = {
+    Diffuse: (bm.eval_diffuse, bm.pdf_diffuse, bm.sample_diffuse),
+    Conductor: (bm.eval_conductor, bm.pdf_conductor, bm.sample_conductor),
+    RoughConductor: (bm.eval_roughconductor, bm.pdf_roughconductor, bm.sample_roughconductor),
+    Plastic: (bm.eval_plastic, bm.pdf_plastic, bm.sample_plastic),
+    RoughPlastic: (bm.eval_roughplastic, bm.pdf_roughplastic, bm.sample_roughplastic),
+    Dielectric: (bm.eval_dielectric, bm.pdf_dielectric, bm.sample_dielectric),
+    RoughDielectric: (bm.eval_roughdielectric, bm.pdf_roughdielectric, bm.sample_roughdielectric),
+    ThinDielectric: (bm.eval_thindielectric, bm.pdf_thindielectric, bm.sample_thindielectric),
+}
+
+
+def bsdf_params(bsdf, uv):
+    """(kind, args, kwargs) of a non-twosided BSDF at uv: kind = (type, static
+    options); args are arrays with the batch shape in front (or broadcastable
+    scalars); the shading math of the kind takes (*args, wi, wo, **kwargs)."""
     if isinstance(bsdf, Diffuse):
-        r = texture_at(bsdf.reflectance, uv)
-        return Triple(lambda wi, wo: bm.eval_diffuse(r, wi, wo),
-                      lambda wi, wo: bm.pdf_diffuse(r, wi, wo),
-                      lambda wi, u1, u2: bm.sample_diffuse(r, wi, u1, u2))
+        return (Diffuse,), (texture_at(bsdf.reflectance, uv),), {}
     if isinstance(bsdf, Conductor):
-        args = (texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv), texture_at(bsdf.specular_reflectance, uv))
-        return Triple(lambda wi, wo: bm.eval_conductor(*args, wi, wo),
-                      lambda wi, wo: bm.pdf_conductor(*args, wi, wo),
-                      lambda wi, u1, u2: bm.sample_conductor(*args, wi, u1, u2))
+        return (Conductor,), (texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
+                              texture_at(bsdf.specular_reflectance, uv)), {}
     if isinstance(bsdf, RoughConductor):
         au = _scalar(texture_at(bsdf.alpha_u, uv))
         av = au if bsdf.alpha_v is None else _scalar(texture_at(bsdf.alpha_v, uv))
-        args = (au, av, texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
-                texture_at(bsdf.specular_reflectance, uv))
         kw = {"distribution": bsdf.distribution}
-        return Triple(lambda wi, wo: bm.eval_roughconductor(*args, wi, wo, **kw),
-                      lambda wi, wo: bm.pdf_roughconductor(*args, wi, wo, **kw),
-                      lambda wi, u1, u2: bm.sample_roughconductor(*args, wi, u1, u2, **kw))
+        return (RoughConductor, bsdf.distribution), (au, av, texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
+                                                     texture_at(bsdf.specular_reflectance, uv)), kw
     if isinstance(bsdf, Plastic):
         weight = bm.plastic_specular_sampling_weight(texture_mean(bsdf.diffuse_reflectance),
                                                      texture_mean(bsdf.specular_reflectance))
-        args = (texture_at(bsdf.diffuse_reflectance, uv), texture_at(bsdf.specular_reflectance, uv),
-                _eta(bsdf), weight)
         kw = {"nonlinear": bsdf.nonlinear}
-        return Triple(lambda wi, wo: bm.eval_plastic(*args, wi, wo, **kw),
-                      lambda wi, wo: bm.pdf_plastic(*args, wi, wo, **kw),
-                      lambda wi, u1, u2: bm.sample_plastic(*args, wi, u1, u2, **kw))
+        return (Plastic, bsdf.nonlinear), (texture_at(bsdf.diffuse_reflectance, uv),
+                                           texture_at(bsdf.specular_reflectance, uv), _eta(bsdf), weight), kw
     if isinstance(bsdf, RoughPlastic):
+        # Its albedo tables depend on (alpha, eta): such BSDFs are not grouped.
         eta = _eta(bsdf)
         weight = bm.plastic_specular_sampling_weight(texture_mean(bsdf.diffuse_reflectance),
                                                      texture_mean(bsdf.specular_reflectance))
         tables = bm.roughplastic_tables(bsdf.alpha, eta, distribution=bsdf.distribution)
-        args = (texture_at(bsdf.diffuse_reflectance, uv), texture_at(bsdf.specular_reflectance, uv),
-                jnp.asarray(bsdf.alpha, jnp.float32), eta, weight, tables)
         kw = {"distribution": bsdf.distribution, "nonlinear": bsdf.nonlinear}
-        return Triple(lambda wi, wo: bm.eval_roughplastic(*args, wi, wo, **kw),
-                      lambda wi, wo: bm.pdf_roughplastic(*args, wi, wo, **kw),
-                      lambda wi, u1, u2: bm.sample_roughplastic(*args, wi, u1, u2, **kw))
-    if isinstance(bsdf, Dielectric):
-        args = (_eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
-                texture_at(bsdf.specular_transmittance, uv))
-        return Triple(lambda wi, wo: bm.eval_dielectric(*args, wi, wo),
-                      lambda wi, wo: bm.pdf_dielectric(*args, wi, wo),
-                      lambda wi, u1, u2: bm.sample_dielectric(*args, wi, u1, u2))
+        return (RoughPlastic, id(bsdf)), (texture_at(bsdf.diffuse_reflectance, uv),
+                                          texture_at(bsdf.specular_reflectance, uv),
+                                          jnp.asarray(bsdf.alpha, jnp.float32), eta, weight, tables), kw
+    if isinstance(bsdf, (Dielectric, ThinDielectric)):
+        return (type(bsdf),), (_eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
+                               texture_at(bsdf.specular_transmittance, uv)), {}
     if isinstance(bsdf, RoughDielectric):
         au = _scalar(texture_at(bsdf.alpha_u, uv))
         av = au if bsdf.alpha_v is None else _scalar(texture_at(bsdf.alpha_v, uv))
-        args = (au, av, _eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
-                texture_at(bsdf.specular_transmittance, uv))
         kw = {"distribution": bsdf.distribution}
-        return Triple(lambda wi, wo: bm.eval_roughdielectric(*args, wi, wo, **kw),
-                      lambda wi, wo: bm.pdf_roughdielectric(*args, wi, wo, **kw),
-                      lambda wi, u1, u2: bm.sample_roughdielectric(*args, wi, u1, u2, **kw))
-    if isinstance(bsdf, ThinDielectric):
-        args = (_eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
-                texture_at(bsdf.specular_transmittance, uv))
-        return Triple(lambda wi, wo: bm.eval_thindielectric(*args, wi, wo),
-                      lambda wi, wo: bm.pdf_thindielectric(*args, wi, wo),
-                      lambda wi, u1, u2: bm.sample_thindielectric(*args, wi, u1, u2))
+        return (RoughDielectric, bsdf.distribution), (au, av, _eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
+                                                      texture_at(bsdf.specular_transmittance, uv)), kw
+    raise TypeError(f"no shading model for BSDF {type(bsdf).__name__}")
+
+
+def _triple(kind, args, kw) -> Triple:
+    ev, pd, sa = _KINDS[kind[0]]
+    return Triple(lambda wi, wo: ev(*args, wi, wo, **kw),
+                  lambda wi, wo: pd(*args, wi, wo, **kw),
+                  lambda wi, u1, u2: sa(*args, wi, u1, u2, **kw))
+
+
+def bsdf_triple(bsdf, uv) -> Triple:
+    """(eval(wi, wo), pdf(wi, wo), sample(wi, u1, u2)) of one scene BSDF at uv."""
     if isinstance(bsdf, TwoSided):
         return _twosided(bsdf, uv)
-    raise TypeError(f"no shading model for BSDF {type(bsdf).__name__}")
+    return _triple(*bsdf_params(bsdf, uv))
 
 
 def _flip_z(v, back):
@@ -164,28 +166,58 @@ def _twosided(bsdf: TwoSided, uv) -> Triple:
     return Triple(ev, pd, sa)
 
 
-def _select(index, values):
-    """values[i] where index == i (values: list of same-shaped arrays)."""
-    out = jnp.zeros_like(values[0])
-    for i, v in enumerate(values):
-        mask = (index == i).reshape(index.shape + (1,) * (v.ndim - index.ndim))
-        out = jnp.where(mask, v, out)
-    return out
-
-
 class SceneBSDFs:
-    """All of a scene's BSDFs at a batch of shading points (uv (N, 2), index (N,))."""
+    """All of a scene's BSDFs at a batch of shading points (uv (N, 2), index (N,)).
+
+    BSDFs of the same kind (type and static options) are evaluated once, with
+    each point's parameters gathered from its own BSDF, so the cost grows with
+    the number of kinds, not of BSDFs. Two-sided BSDFs are evaluated per BSDF.
+    """
 
     def __init__(self, scene: Scene, uv, index):
         self.index = index
-        self.triples = [bsdf_triple(b, uv) for b in scene.bsdfs]
+        groups: dict = {}
+        self.triples = []  # (mask over points, Triple)
+        for i, b in enumerate(scene.bsdfs):
+            if isinstance(b, TwoSided):
+                self.triples.append(((index == i), bsdf_triple(b, uv)))
+                continue
+            kind, args, kw = bsdf_params(b, uv)
+            groups.setdefault(kind, []).append((i, args, kw))
+        for kind, members in groups.items():
+            mask = jnp.zeros(index.shape, bool)
+            for i, _, _ in members:
+                mask = mask | (index == i)
+            if len(members) == 1:
+                args = members[0][1]
+            else:
+                # Each point takes its own BSDF's parameters.
+                def pick(*leaves):
+                    leaves = [jnp.asarray(x) for x in leaves]
+                    shape = jnp.broadcast_shapes(*(x.shape for x in leaves))
+                    out = jnp.broadcast_to(leaves[0], shape)
+                    for (i, _, _), x in zip(members[1:], leaves[1:]):
+                        sel = (index == i).reshape(index.shape + (1,) * (len(shape) - index.ndim)) \
+                            if len(shape) >= index.ndim and shape[:index.ndim] == index.shape else (index == i)
+                        out = jnp.where(sel, jnp.broadcast_to(x, shape), out)
+                    return out
+
+                args = jax.tree.map(pick, *[m[1] for m in members])
+            self.triples.append((mask, _triple(kind, args, members[0][2])))
+
+    def _combine(self, values):
+        out = jnp.zeros_like(values[0])
+        for (mask, _), v in zip(self.triples, values):
+            m = mask.reshape(mask.shape + (1,) * (v.ndim - mask.ndim))
+            out = jnp.where(m, v, out)
+        return out
 
     def eval(self, wi, wo):
-        return _select(self.index, [t.eval(wi, wo) for t in self.triples])
+        return self._combine([t.eval(wi, wo) for _, t in self.triples])
 
     def pdf(self, wi, wo):
-        return _select(self.index, [t.pdf(wi, wo) for t in self.triples])
+        return self._combine([t.pdf(wi, wo) for _, t in self.triples])
 
     def sample(self, wi, u1, u2) -> bm.BSDFSample:
-        samples = [t.sample(wi, u1, u2) for t in self.triples]
-        return jax.tree.map(lambda *xs: _select(self.index, list(xs)), *samples)
+        samples = [t.sample(wi, u1, u2) for _, t in self.triples]
+        return jax.tree.map(lambda *xs: self._combine(list(xs)), *samples)

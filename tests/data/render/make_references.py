@@ -1,0 +1,38 @@
+"""Regenerates the Mitsuba 3 reference renders used by tests/test_render.py.
+
+Run with Mitsuba 3 (llvm_ad_rgb needs Debian's libllvm19):
+    python tests/data/render/make_references.py
+Each reference is rendered at high spp so its own noise is small next to
+the test renders'; the tests compare against the stored EXRs, so they run
+without Mitsuba.
+"""
+
+import os
+
+import mitsuba as mi
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CBOX = os.path.join(HERE, "..", "..", "..", "jaxrender", "data", "cbox", "cbox.xml")
+
+# name: (scene file, load params, integrator override or None, spp)
+REFERENCES = {
+    "cbox_path": (CBOX, {"res": 64, "max_depth": 8}, None, 8192),
+    "cbox_direct": (CBOX, {"res": 64}, {"type": "direct"}, 8192),
+    "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
+}
+
+
+def main():
+    mi.set_variant("llvm_ad_rgb")
+    for name, (path, params, integrator, spp) in REFERENCES.items():
+        scene = mi.load_file(path, optimize=False, **params)
+        kwargs = {}
+        if integrator is not None:
+            kwargs["integrator"] = mi.load_dict(integrator)
+        image = mi.render(scene, spp=spp, seed=12345, **kwargs)
+        mi.util.write_bitmap(os.path.join(HERE, f"{name}.exr"), image)
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
