@@ -242,9 +242,9 @@ TRANSFORM_CASES = [
     ('<scale value="1 2 3"/>', S(1, 2, 3)),
     ('<rotate y="1" angle="30"/>', R([0, 1, 0], 30)),
     ('<rotate value="0, 0, 1" angle="-45"/>', R([0, 0, 1], -45)),
-    (
-        '<matrix value="1 2 3 4  5 6 7 8  9 10 11 12  0 0 0 1"/>',
-        np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [0, 0, 0, 1.0]]),
+    (  # (a to_world must be invertible: not 1..12, whose 3x3 part is singular)
+        '<matrix value="1 2 3 4  5 6 7 8  9 10 12 12  0 0 0 1"/>',
+        np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 12, 12], [0, 0, 0, 1.0]]),
     ),
     (
         '<matrix value="0 -1 0 1 0 0 0 0 1"/>',
@@ -282,6 +282,30 @@ def test_transform_by_hand(ops, expected):
     ]
     assert m.shape == (4, 4) and m.dtype == np.float64
     np.testing.assert_allclose(m, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("ops, line, message", [
+    ('\n<scale value="0"/>', 3, r"<scale> makes the to_world transform singular"),
+    ('<translate x="1"/>\n<scale y="0"/>', 3, r"<scale> makes the to_world transform singular"),
+    ('\n<matrix value="0 0 0 0  0 0 0 0  0 0 0 0  0 0 0 1"/>', 3, r"<matrix> makes the to_world transform singular"),
+    ('\n<matrix value="1 2 3 4  5 6 7 8  9 10 11 12  0 0 0 1"/>', 3, r"<matrix> makes the to_world"),
+    ('\n<matrix value="1 0 0  1 0 0  0 0 1"/>', 3, r"<matrix> makes the to_world"),
+    # Each step invertible; the product is flat (within 1e-6 of Hadamard's bound).
+    ('\n<scale x="1e-8"/><rotate z="1" angle="45"/><scale x="1e8"/>', 2, r"the to_world transform is singular"),
+])
+def test_singular_to_world_is_rejected(ops, line, message):
+    # Normals need the inverse of to_world; these used to load (Mitsuba too).
+    body = f'<shape type="x" id="s"><transform name="to_world">{ops}</transform></shape>'
+    with pytest.raises(SceneError, match=rf"<string>:{line}: {message}"):
+        scene(body)
+    # Other transforms may be singular (a to_uv that collapses the texture).
+    assert scene(body.replace("to_world", "to_uv"))["s"]["to_uv"].shape == (4, 4)
+
+
+def test_small_and_anisotropic_to_world_is_fine():
+    m = scene('<shape type="x" id="s"><transform name="to_world"><scale value="1e-6"/>'
+              '<scale x="1e5"/><rotate y="1" angle="30"/></transform></shape>')["s"]["to_world"]
+    assert abs(np.linalg.det(m[:3, :3])) > 0
 
 
 def test_transform_lookat_is_orthonormal_camera_frame():

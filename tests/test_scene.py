@@ -1030,6 +1030,16 @@ def test_unknown_and_ill_typed_parameters():
     _raises({"type": "scene", "c": {"type": "perspective", "focal_length": "35mm", "fov_axis": "x"}}, "fov_axis")
     _raises({"type": "scene", "s": {"type": "rectangle", "to_world": np.eye(3)}}, '"to_world"', r"\(3, 3\)")
     _raises({"type": "scene", "s": {"type": "rectangle", "to_world": np.full((4, 4), np.nan)}}, "non-finite")
+    # A to_world must be invertible (normals need its inverse); singular ones
+    # used to load.
+    for m in (np.diag([1.0, 0.0, 1.0, 1.0]), np.zeros((4, 4)), np.array([[1, 2, 3, 0], [2, 4, 6, 0], [0, 0, 1, 0],
+                                                                        [0, 0, 0, 1.0]])):
+        for obj in ({"type": "rectangle"}, {"type": "perspective"}, {"type": "spot"}, {"type": "envmap",
+                                                                                    "data": np.ones((2, 4, 3))}):
+            _raises({"type": "scene", "o": {**obj, "to_world": m, "__source__": "s.xml:12"}},
+                    r'parameter "to_world" is singular', r"s\.xml:12", obj["type"])
+    sc = scene(s={"type": "rectangle", "to_world": np.diag([1e-6, 1e-6, 1e3, 1.0])})
+    assert sc.shapes[0].to_world[2, 2] == 1e3
     _raises({"type": "scene", "s": {"type": "sphere", "radius": -1.0}}, '"radius"')
     _raises({"type": "scene", "s": {"type": "sphere", "center": [1, 2]}}, '"center"', "three floats")
     _raises({"type": "scene", "b": {"type": "conductor", "material": "Gold"}}, "Gold", "conductor")

@@ -78,7 +78,11 @@ left (M = T_new @ M): `translate` (x/y/z or value), `scale` (x/y/z, default
 degrees; the axis is normalised, as Mitsuba 0.6 did; Mitsuba 3 expects a unit
 axis), `matrix` (16 numbers row-major, or 9 for the upper 3x3), `lookat`
 (origin, target, optional up; without up, Mitsuba's choice of a perpendicular
-vector). Computed in float64.
+vector). Computed in float64. A `to_world` transform must be invertible
+(normals and directions are transformed with its inverse): a step or a
+product whose 3x3 part is singular (|det| <= 1e-6 times the product of its
+column lengths, e.g. `<scale value="0"/>` or an all-zero `<matrix>`) is an
+error at its line. Other transforms (`to_uv`) may be singular.
 
 The 0.5/0.6 dialect
 ===================
@@ -341,6 +345,18 @@ def _rotate(axis, angle_deg: float, where: str) -> np.ndarray:
         [x * z * cm - y * s, y * z * cm + x * s, c + z * z * cm],
     ]
     return m
+
+
+# A 3x3 matrix counts as singular when |det| <= this times the product of its
+# column lengths (Hadamard's bound, reached by orthogonal columns): a measure
+# of degeneracy that ignores overall and per-axis scale, so that a tiny but
+# well-shaped object is fine and a flattened or sheared-flat one is not.
+_SINGULAR_RATIO = 1e-6
+
+
+def _singular(a: np.ndarray) -> bool:
+    norms = np.linalg.norm(a, axis=0)
+    return not np.all(norms > 0) or abs(np.linalg.det(a)) <= _SINGULAR_RATIO * float(np.prod(norms))
 
 
 def _coordinate_system(n: np.ndarray) -> np.ndarray:
@@ -685,7 +701,7 @@ class _Loader:
             return a["name"], self._xyz(a, what, where, default=None)
         # transform
         a = self._attrs(node, ctx, {"name"}, required=("name",))
-        return a["name"], self._transform(node, ctx)
+        return a["name"], self._transform(node, ctx, invertible=a["name"] == "to_world")
 
     def _xyz(self, a: dict, what: str, where: str, default: float | None) -> list:
         """[x, y, z] from `value` (1 or 3 numbers) or x/y/z attributes.
@@ -756,7 +772,10 @@ class _Loader:
             )
         return a["name"], {"type": "rgb", "value": [float(c) for c in clipped]}
 
-    def _transform(self, node: _Node, ctx: _Ctx) -> np.ndarray:
+    def _transform(self, node: _Node, ctx: _Ctx, invertible: bool = False) -> np.ndarray:
+        """The transform's matrix. With `invertible` (to_world: normals and
+        directions need its inverse), a singular step is an error at its
+        line, and so is a singular product at the <transform>'s line."""
         m = np.eye(4)
         for op in node.children:
             where = ctx.at(op.line)
@@ -794,7 +813,17 @@ class _Loader:
                 )
             else:
                 raise SceneError(f"{where}: unexpected <{tag}> element inside <transform>")
+            if invertible and _singular(t[:3, :3]):
+                raise SceneError(
+                    f"{where}: {what} makes the to_world transform singular (its 3x3 part "
+                    f"{np.round(t[:3, :3], 6).tolist()} has no inverse, which normals need)"
+                )
             m = t @ m
+        if invertible and _singular(m[:3, :3]):
+            raise SceneError(
+                f"{ctx.at(node.line)}: the to_world transform is singular (its 3x3 part "
+                f"{np.round(m[:3, :3], 6).tolist()} has no inverse, which normals need)"
+            )
         return m
 
     # ---- files -----------------------------------------------------------

@@ -23,6 +23,9 @@ the source; parameters that only affect sampling or output formats are
 accepted and ignored, and the few cosmetic ones we do not model are ignored
 with a `SceneWarning`. The scene is returned only when everything is built.
 
+Transforms: a "to_world" must be invertible (|det| of its 3x3 part above
+1e-6 times the product of its column lengths); normals need its inverse.
+
 Limits: integer parameters must fit int32 (as in Mitsuba); a film's width
 and height are at most `MAX_FILM_SIDE` (65536) and width * height at most
 `MAX_FILM_PIXELS` (715827882, so that flat (H, W, 3) indices fit int32);
@@ -214,6 +217,13 @@ def _is_number(x) -> bool:
     return isinstance(x, np.ndarray) and x.ndim == 0 and np.issubdtype(x.dtype, np.number)
 
 
+def _singular(a: np.ndarray) -> bool:
+    """|det| tiny next to Hadamard's bound (the product of the column
+    lengths): degenerate whatever the scale (as jaxrender.io.xml checks)."""
+    norms = np.linalg.norm(a, axis=0)
+    return not np.all(norms > 0) or abs(np.linalg.det(a)) <= 1e-6 * float(np.prod(norms))
+
+
 def _f32(x) -> jnp.ndarray:
     return jnp.asarray(np.asarray(x, dtype=np.float32))
 
@@ -355,6 +365,9 @@ class _Obj:
             raise self.error(f'parameter "{name}" must be a (4, 4) float array, got shape {m.shape}')
         if not np.all(np.isfinite(m)):
             raise self.error(f'parameter "{name}" has non-finite entries: {m.tolist()}')
+        if name == "to_world" and _singular(m[:3, :3]):
+            raise self.error(f'parameter "to_world" is singular (its 3x3 part {np.round(m[:3, :3], 6).tolist()} '
+                             "has no inverse, which normals and directions need)")
         return m
 
     def vector3(self, name, default=_MISSING) -> np.ndarray:
