@@ -1053,6 +1053,18 @@ def test_unknown_and_ill_typed_parameters():
     _raises({"type": "scene", "e": {"type": "point", "intensity": {"type": "bitmap", "data": np.ones((2, 2, 3))}}},
             "intensity", "constant")
     _raises({"type": "scene", "e": {"type": "spot", "texture": 1.0}}, "texture", "not supported")
+    # 0 < cutoff_angle <= 90, 0 <= beam_width <= cutoff_angle (any value used to load).
+    for spot, pattern in (({"cutoff_angle": 0.0}, '"cutoff_angle" must be > 0'),
+                          ({"cutoff_angle": -5.0}, '"cutoff_angle" must be > 0'),
+                          ({"cutoff_angle": 90.5}, r'"cutoff_angle" must be in \(0, 90\] degrees, got 90\.5'),
+                          ({"cutoff_angle": 180.0}, r'"cutoff_angle" must be in \(0, 90\]'),
+                          ({"beam_width": -1.0}, '"beam_width" must be >= 0'),
+                          ({"cutoff_angle": 20.0, "beam_width": 30.0},
+                           r'"beam_width" \(30\.0\) must not exceed "cutoff_angle" \(20\.0\)')):
+        _raises({"type": "scene", "e": {"type": "spot", **spot, "__source__": "s.xml:8"}}, pattern, r"s\.xml:8")
+    for spot in ({"cutoff_angle": 90.0}, {"cutoff_angle": 30.0, "beam_width": 30.0}, {"beam_width": 0.0}):
+        e = scene(e={"type": "spot", **spot}).emitters[0]
+        assert 0 <= float(e.beam_width) <= float(e.cutoff_angle) <= 90
     _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "crop_width": 10}}}, "crop")
     _raises({"type": "scene", "i": {"type": "aov", "aovs": "dd:dept"}}, "aovs", "depth")
     _raises({"type": "scene", "b": {"type": "bitmap"}}, "filename", "data")

@@ -1082,8 +1082,15 @@ class _Loader:
                            position=_f32(position), id=eid)
         elif t == "spot":
             p.unsupported("texture")
+            # Mitsuba asserts beam_width <= cutoff_angle (debug builds only)
+            # and bounds neither; past 90 degrees the cone is wider than a
+            # hemisphere and the spot's texture projection (tan cutoff) breaks.
             cutoff = p.float("cutoff_angle", 20.0, minimum=0.0, exclusive=True)
+            if cutoff > 90.0:
+                raise p.error(f'parameter "cutoff_angle" must be in (0, 90] degrees, got {cutoff}')
             beam = p.float("beam_width", cutoff * 0.75, minimum=0.0)
+            if beam > cutoff:
+                raise p.error(f'parameter "beam_width" ({beam}) must not exceed "cutoff_angle" ({cutoff})')
             m = p.matrix("to_world")
             e = SpotLight(intensity=p.texture("intensity", 1.0, spatial=False, emitter=True), cutoff_angle=_f32(cutoff),
                           beam_width=_f32(beam), to_world=_f32(np.eye(4) if m is None else m), id=eid)
