@@ -684,6 +684,31 @@ def test_sensor_defaults_and_film():
     assert set(names) == {"c.to_world", "c.fov", "Sensor[1].to_world", "Sensor[1].fov"}
 
 
+def test_box_filter_is_the_default():
+    """DESIGN.md: a box reconstruction filter unless the scene says otherwise.
+    Mitsuba's hdrfilm defaults to a gaussian (stddev 0.5); we do not follow it
+    there, on purpose (tests/data/scenes/README.md)."""
+    box = js.ReconstructionFilter("box", 0.5)
+    assert js.Film().rfilter == box and js.ReconstructionFilter() == box
+    assert scene(c={"type": "perspective"}).sensors[0].film.rfilter == box  # no film
+    film = scene(c={"type": "perspective", "film": {"type": "hdrfilm", "width": 8}}).sensors[0].film
+    assert film.rfilter == box  # a film without rfilter
+    rfilter = scene(c={"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {"type": "box"}}})
+    assert rfilter.sensors[0].film.rfilter == box  # box's own default radius
+
+
+@needs_xml_io
+def test_box_filter_default_where_mitsuba_uses_a_gaussian():
+    from jaxrender.io import parse_xml
+
+    path = "tests/data/scenes/plugins_v3_c.xml"
+    want = _expected()[path]["sensors"]["cam_larger"]["film"]
+    assert want["rfilter"] == "GaussianFilter"  # Mitsuba's default ...
+    cams = {c.id: c for c in js.load_dict(parse_xml(os.path.join(ROOT, path))).sensors}
+    assert cams["cam_larger"].film.rfilter == js.ReconstructionFilter("box", 0.5)  # ... and ours
+    assert [cams["cam_larger"].film.width, cams["cam_larger"].film.height] == want["size"]
+
+
 def test_sensor_defaults_match_mitsuba(mi):
     _, n = compare_with_mitsuba(mi, {"type": "scene", "c": {"type": "perspective"}})
     assert n >= 5  # near/far clip, x_fov, film size, to_world
