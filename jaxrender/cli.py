@@ -31,6 +31,14 @@ def _parse_resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--resolution must look like 640x480, got {text!r}") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"--resolution must be positive, got {text!r}")
+    from jaxrender.scene.load import MAX_FILM_PIXELS, MAX_FILM_SIDE
+
+    # The limits a scene's film has (see jaxrender.scene.load).
+    if w > MAX_FILM_SIDE or h > MAX_FILM_SIDE or w * h > MAX_FILM_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"--resolution {text!r} is too large (at most {MAX_FILM_SIDE} a side and "
+            f"{MAX_FILM_PIXELS} pixels)"
+        )
     return w, h
 
 

@@ -311,6 +311,10 @@ def test_cli_never_prints_a_traceback_for_bad_input(tmp_path, capsys):
             assert cli.main(argv) == 2, argv
             err = capsys.readouterr().err.strip()
             assert err.startswith("jaxrender: error:") and message in err and "\n" not in err, err
+    # An absurd --resolution is refused before anything is allocated.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["raycast", "torus", "-o", "x.png", "--resolution", "100000x100000"])
+    assert info.value.code == 2 and "--resolution '100000x100000' is too large" in capsys.readouterr().err
     # An output that cannot be written is an OSError, reported the same way.
     argv = ["raycast", "torus", "-o", str(tmp_path / "no" / "such" / "dir.png"), "--resolution", "4x4",
             "--repeat", "1"]
