@@ -118,6 +118,15 @@ def test_cli_render(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_far_clip_hides_distant_geometry():
+    """Mitsuba's primary rays end at the far clip plane."""
+    xml = FURNACE.replace('<float name="fov" value="30"/>',
+                          '<float name="fov" value="30"/><float name="far_clip" value="{far}"/>')
+    near = np.asarray(jr.render(jr.load_string(xml.format(depth=1, far=10.0)), "aov:mask", spp=1))
+    far = np.asarray(jr.render(jr.load_string(xml.format(depth=1, far=3.0)), "aov:mask", spp=1))
+    assert near[8, 8, 0] == 1.0 and far[8, 8, 0] == 0.0  # the sphere is at distance 4..6
+
+
 def test_bad_arguments_are_named():
     scene = jr.load_file(CBOX, res=8)
     with pytest.raises(ValueError, match="spp"):
@@ -126,3 +135,35 @@ def test_bad_arguments_are_named():
         jr.render(scene, sensor=5)
     with pytest.raises(ValueError, match="integrator"):
         jr.render(scene, "bidir")
+
+
+def test_aov_first_hit_fields():
+    """A plane z = 0 (rectangle scaled by 2) seen head-on from z = 4: depth =
+    distance from the ray origin, which Mitsuba 3 puts on the near clip plane
+    (near_clip / cos along the ray), position on the plane, normals +z, uv in
+    [0, 1], mask 1 on the plane and 0 outside, albedo = the diffuse reflectance."""
+    scene = jr.load_string("""<scene version="3.0.0">
+      <sensor type="perspective"><float name="fov" value="60"/>
+        <transform name="to_world"><lookat origin="0, 0, 4" target="0, 0, 0" up="0, 1, 0"/></transform>
+        <film type="hdrfilm"><integer name="width" value="9"/><integer name="height" value="9"/></film>
+      </sensor>
+      <shape type="rectangle"><transform name="to_world"><scale value="2"/></transform>
+        <bsdf type="diffuse"><rgb name="reflectance" value="0.2, 0.4, 0.6"/></bsdf></shape>
+    </scene>""")
+    image = np.asarray(jr.render(scene, "aov:depth,position,ng,nn,uv,mask,albedo,shape_index", spp=1))
+    assert image.shape == (9, 9, 1 + 3 + 3 + 3 + 2 + 1 + 3 + 1)
+    depth, pos, ng, nn = image[..., 0], image[..., 1:4], image[..., 4:7], image[..., 7:10]
+    uv, mask, albedo, shape = image[..., 10:12], image[..., 12], image[..., 13:16], image[..., 16]
+    np.testing.assert_allclose(pos[4, 4, 2], 0.0, atol=1e-5)
+    hit = mask > 0.5
+    assert hit[4, 4] and hit.sum() < 81  # the plane does not fill a 60-degree view at distance 4
+    np.testing.assert_allclose(pos[hit][:, 2], 0.0, atol=1e-5)
+    cam = np.array([0.0, 0.0, 4.0])
+    dist = np.linalg.norm(pos[hit] - cam, axis=-1)
+    near = 0.01 * dist / 4.0  # near_clip / cos(angle to the view axis)
+    np.testing.assert_allclose(depth[hit], dist - near, rtol=1e-5)
+    np.testing.assert_allclose(ng[hit], np.tile([0, 0, 1.0], (hit.sum(), 1)), atol=1e-6)
+    np.testing.assert_allclose(nn[hit], ng[hit], atol=1e-6)
+    assert (uv[hit] >= 0).all() and (uv[hit] <= 1).all()
+    np.testing.assert_allclose(albedo[hit], np.tile([0.2, 0.4, 0.6], (hit.sum(), 1)), atol=1e-6)
+    assert (shape[hit] == 0).all() and (shape[~hit] == -1).all() and (depth[~hit] == 0).all()

@@ -29,8 +29,10 @@ from jaxrender.scene import IntegratorConfig, Scene
 UNBOUNDED_DEPTH = 64
 
 
-def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key):
-    """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each."""
+def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key,
+                t_max=None):
+    """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each;
+    t_max (N,) bounds the camera rays (the far clip plane)."""
     n = origins.shape[0]
     max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
     if cfg.type == "direct":
@@ -42,7 +44,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         o, d, beta, L, eta, active, prev_pdf, prev_delta = state
         k = jax.random.fold_in(key, depth)
         u = jax.random.uniform(k, (n, 6), f32)
-        hit = trace(arrays, o, d)
+        hit = trace(arrays, o, d, None if t_max is None else jnp.where(depth == 0, t_max, jnp.inf))
         si = surface_interaction(arrays, hit, o, d)
 
         # Emission seen along the ray, MIS-weighted against emitter sampling.
@@ -64,10 +66,10 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         if has_emitters:
             es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3])
             origin = offset_origin(si.p, si.n, es.d)
-            t_max = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
+            shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
             ok = active & (es.pdf > 0)
             blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
-                               jnp.where(ok, t_max, 0.0))
+                               jnp.where(ok, shadow_t, 0.0))
             wo = to_local(frame, es.d)
             f = bsdfs.eval(wi, wo)
             bsdf_pdf = bsdfs.pdf(wi, wo)

@@ -1,0 +1,79 @@
+"""Arbitrary output variables (Mitsuba's `aov` integrator, PSDR's field
+extraction): per-pixel averages of first-hit quantities.
+
+AOV types (Mitsuba's names, plus aliases): depth (1 channel: distance along
+the camera ray, 0 on a miss), position (3, world), geo_normal / ng (3),
+sh_normal / nn (3), uv (2), shape_index (1, -1 on a miss... averaged, so
+use 1 spp for exact ids), mask (1: coverage, the silhouette mask), albedo (3:
+the diffuse reflectance of diffuse and (rough)plastic BSDFs, 0 for others).
+Misses give 0 except shape_index.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxrender.integrators.bsdfs import texture_at
+from jaxrender.integrators.interaction import surface_interaction, trace
+from jaxrender.scene import Diffuse, Plastic, RoughPlastic
+
+_ALIASES = {"ng": "geo_normal", "nn": "sh_normal", "silhouette": "mask", "coverage": "mask"}
+_CHANNELS = {"depth": 1, "position": 3, "geo_normal": 3, "sh_normal": 3, "uv": 2, "shape_index": 1,
+             "mask": 1, "albedo": 3}
+
+
+def _types(cfg):
+    out = []
+    for name, kind in cfg.aov_list:
+        kind = _ALIASES.get(kind, kind)
+        if kind not in _CHANNELS:
+            raise ValueError(f"unknown AOV type {kind!r} (for {name!r}); known: {', '.join(sorted(_CHANNELS))}")
+        out.append(kind)
+    return out
+
+
+def aov_channels(cfg) -> int:
+    nested = 3 if cfg.nested is not None else 0
+    return nested + sum(_CHANNELS[k] for k in _types(cfg))
+
+
+def _albedo(scene, si):
+    out = jnp.zeros(si.p.shape, jnp.float32)
+    for i, b in enumerate(scene.bsdfs):
+        tex = b.reflectance if isinstance(b, Diffuse) else (
+            b.diffuse_reflectance if isinstance(b, (Plastic, RoughPlastic)) else None)
+        if tex is None:
+            continue
+        value = jnp.broadcast_to(texture_at(tex, si.uv), si.p.shape)
+        out = jnp.where((si.bsdf == i)[:, None], value, out)
+    return out
+
+
+def trace_aovs(scene, arrays, cfg, origins, directions, key, t_max=None):
+    """(N, C) AOV values of camera rays (nested integrator's RGB first)."""
+    from jaxrender.integrators.path import trace_paths
+
+    hit = trace(arrays, origins, directions, t_max)
+    si = surface_interaction(arrays, hit, origins, directions)
+    v = si.valid[:, None]
+    values = []
+    if cfg.nested is not None:
+        values.append(trace_paths(scene, arrays, cfg.nested, origins, directions, key, t_max))
+    for kind in _types(cfg):
+        if kind == "depth":
+            values.append(jnp.where(si.valid, si.t, 0.0)[:, None])
+        elif kind == "position":
+            values.append(si.p)
+        elif kind == "geo_normal":
+            values.append(si.n)
+        elif kind == "sh_normal":
+            values.append(si.sh_n)
+        elif kind == "uv":
+            values.append(si.uv)
+        elif kind == "shape_index":
+            values.append(si.shape.astype(jnp.float32)[:, None])
+        elif kind == "mask":
+            values.append(v.astype(jnp.float32))
+        elif kind == "albedo":
+            values.append(_albedo(scene, si))
+    return jnp.concatenate(values, axis=-1)
