@@ -30,6 +30,7 @@ CASES = {
     "cbox_path": (CBOX, {"res": 64, "max_depth": 8}, None),
     "cbox_direct": (CBOX, {"res": 64}, "direct"),
     "materials_path": (os.path.join(REFS, "materials.xml"), {}, None),
+    "lights_path": (os.path.join(REFS, "lights.xml"), {}, None),
 }
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),

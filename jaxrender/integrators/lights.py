@@ -18,10 +18,43 @@ import numpy as np
 from jaxrender.integrators._math import dot, safe_normalize
 from jaxrender.integrators.bsdfs import texture_at
 from jaxrender.integrators.interaction import SceneArrays
-from jaxrender.integrators.warp import square_to_uniform_sphere, square_to_uniform_sphere_pdf
-from jaxrender.scene import AreaLight, ConstantEmitter, PointLight, Scene
+from jaxrender.integrators.warp import (
+    PiecewiseConstant2D,
+    luminance,
+    square_to_uniform_sphere,
+    square_to_uniform_sphere_pdf,
+)
+from jaxrender.scene import (
+    AreaLight,
+    ConstantEmitter,
+    DirectionalLight,
+    EnvironmentMap,
+    PointLight,
+    Scene,
+    SpotLight,
+)
+from jaxrender.scene.emitters import (
+    delta_light_incident,
+    environment_direction,
+    environment_uv,
+    eval_environment,
+)
 
-SUPPORTED = (AreaLight, PointLight, ConstantEmitter)
+SUPPORTED = (AreaLight, PointLight, SpotLight, DirectionalLight, ConstantEmitter, EnvironmentMap)
+DELTA_LIGHTS = (PointLight, SpotLight, DirectionalLight)
+
+
+def environment_distributions(scene: Scene) -> dict:
+    """Importance-sampling tables of the scene's environment maps, by emitter
+    index: texel luminance times sin(theta) of the texel's row (lat-long
+    texels shrink towards the poles). Built once per render."""
+    out = {}
+    for i, e in enumerate(scene.emitters):
+        if isinstance(e, EnvironmentMap):
+            h = e.data.shape[0]
+            theta = jnp.pi * (jnp.arange(h, dtype=jnp.float32) + 0.5) / h
+            out[i] = PiecewiseConstant2D.build(luminance(e.data) * jnp.sin(theta)[:, None])
+    return out
 
 
 class EmitterSample(NamedTuple):
@@ -106,21 +139,29 @@ def _rgb(x):
     return jnp.broadcast_to(x, x.shape[:-1] + (3,))
 
 
-def sample_emitter(scene: Scene, arrays: SceneArrays, p, u_select, u2) -> EmitterSample:
-    """One emitter sample per reference point p (N, 3); u_select (N,), u2 (N, 2)."""
+def sample_emitter(scene: Scene, arrays: SceneArrays, p, u_select, u2, env_dists=None) -> EmitterSample:
+    """One emitter sample per reference point p (N, 3); u_select (N,), u2 (N, 2).
+    env_dists: `environment_distributions(scene)` (built here if None)."""
+    if env_dists is None:
+        env_dists = environment_distributions(scene)
     n_em = len(scene.emitters)
     index = jnp.minimum((u_select * n_em).astype(jnp.int32), n_em - 1)
     outs = []
     for i, e in enumerate(scene.emitters):
         if isinstance(e, AreaLight):
             outs.append(_sample_area(scene, arrays, e, p, u2[:, 0], u2[:, 1]))
-        elif isinstance(e, PointLight):
-            diff = jnp.asarray(e.position, jnp.float32) - p
-            dist2 = jnp.sum(diff * diff, axis=-1)
-            dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))
-            intensity = _rgb(texture_at(e.intensity, jnp.zeros(p.shape[:-1] + (2,), jnp.float32)))
-            outs.append((diff / dist[:, None], dist, intensity / dist2[:, None],
-                         jnp.ones_like(dist), jnp.ones(dist.shape, bool)))
+        elif isinstance(e, DELTA_LIGHTS):
+            wi, dist, value = delta_light_incident(e, p)
+            outs.append((wi, dist, value, jnp.ones_like(dist), jnp.ones(dist.shape, bool)))
+        elif isinstance(e, EnvironmentMap):
+            dist2d = env_dists[i]
+            uv, pdf_uv = dist2d.sample(u2)
+            d, factor = environment_direction(e, uv)
+            pdf = pdf_uv * factor
+            radiance = eval_environment(e, d)
+            ok = pdf > 0
+            outs.append((d, jnp.full(pdf.shape, jnp.inf), jnp.where(ok[:, None], radiance / jnp.where(ok, pdf, 1.0)[:, None], 0.0),
+                         pdf, jnp.zeros(pdf.shape, bool)))
         elif isinstance(e, ConstantEmitter):
             d = square_to_uniform_sphere(u2)
             pdf = square_to_uniform_sphere_pdf(d)
@@ -160,13 +201,19 @@ def area_emission(scene: Scene, arrays: SceneArrays, si, d):
     return radiance, pdf
 
 
-def environment_emission(scene: Scene, d):
+def environment_emission(scene: Scene, d, env_dists=None):
     """Radiance arriving from infinite emitters along -d (rays that escaped),
     and the solid-angle pdf of `sample_emitter` producing d."""
+    if env_dists is None:
+        env_dists = environment_distributions(scene)
     n_em = max(len(scene.emitters), 1)
     radiance = jnp.zeros(d.shape, jnp.float32)
     pdf = jnp.zeros(d.shape[:-1], jnp.float32)
-    for e in scene.emitters:
+    for i, e in enumerate(scene.emitters):
+        if isinstance(e, EnvironmentMap):
+            radiance = radiance + eval_environment(e, d)
+            uv, factor = environment_uv(e, d)
+            pdf = pdf + env_dists[i].pdf(uv) * factor / n_em
         if isinstance(e, ConstantEmitter):
             radiance = radiance + _rgb(texture_at(e.radiance, jnp.zeros(d.shape[:-1] + (2,), jnp.float32)))
             pdf = pdf + square_to_uniform_sphere_pdf(d) / n_em

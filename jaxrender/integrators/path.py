@@ -21,7 +21,12 @@ from jaxrender.integrators.interaction import (
     surface_interaction,
     trace,
 )
-from jaxrender.integrators.lights import area_emission, environment_emission, sample_emitter
+from jaxrender.integrators.lights import (
+    area_emission,
+    environment_distributions,
+    environment_emission,
+    sample_emitter,
+)
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
 from jaxrender.scene import IntegratorConfig, Scene
 
@@ -38,6 +43,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     if cfg.type == "direct":
         max_depth = 2
     has_emitters = len(scene.emitters) > 0
+    env_dists = environment_distributions(scene)
     f32 = jnp.float32
 
     def body(depth, state):
@@ -50,7 +56,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         # Emission seen along the ray, MIS-weighted against emitter sampling.
         if has_emitters:
             le_area, pdf_area = area_emission(scene, arrays, si, d)
-            le_env, pdf_env = environment_emission(scene, d)
+            le_env, pdf_env = environment_emission(scene, d, env_dists)
             le = jnp.where(si.valid[:, None], le_area, le_env)
             pdf_em = jnp.where(si.valid, pdf_area, pdf_env)
             w = jnp.where((depth == 0) | prev_delta, 1.0, power_heuristic(prev_pdf, pdf_em))
@@ -64,7 +70,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # Next-event estimation.
         if has_emitters:
-            es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3])
+            es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], env_dists)
             origin = offset_origin(si.p, si.n, es.d)
             shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
             ok = active & (es.pdf > 0)

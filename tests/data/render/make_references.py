@@ -8,6 +8,7 @@ without Mitsuba.
 """
 
 import os
+import sys
 
 import mitsuba as mi
 
@@ -19,12 +20,16 @@ REFERENCES = {
     "cbox_path": (CBOX, {"res": 64, "max_depth": 8}, None, 8192),
     "cbox_direct": (CBOX, {"res": 64}, {"type": "direct"}, 8192),
     "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
+    "lights_path": (os.path.join(HERE, "lights.xml"), {}, None, 8192),
 }
 
 
 def main():
     mi.set_variant("llvm_ad_rgb")
+    only = set(sys.argv[1:])
     for name, (path, params, integrator, spp) in REFERENCES.items():
+        if only and name not in only:
+            continue
         scene = mi.load_file(path, optimize=False, **params)
         kwargs = {}
         if integrator is not None:
