@@ -31,6 +31,8 @@ CASES = {
     "cbox_direct": (CBOX, {"res": 64}, "direct"),
     "materials_path": (os.path.join(REFS, "materials.xml"), {}, None),
     "lights_path": (os.path.join(REFS, "lights.xml"), {}, None),
+    "materials_gaussian": (os.path.join(REFS, "materials_gaussian.xml"), {}, None),
+    "materials_tent": (os.path.join(REFS, "materials_tent.xml"), {}, None),
 }
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),

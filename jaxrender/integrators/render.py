@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,35 @@ def _camera(scene: Scene, sensor) -> PerspectiveCamera:
     if not isinstance(sensor, int) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a PerspectiveCamera, got {sensor!r}")
     return scene.sensors[sensor]
+
+
+def _filter_weight(rfilter, x):
+    """Mitsuba's 1D reconstruction filters at offsets x from a pixel centre."""
+    if rfilter.type == "tent":
+        return jnp.maximum(0.0, 1.0 - jnp.abs(x) / rfilter.radius)
+    if rfilter.type == "gaussian":
+        alpha = -1.0 / (2.0 * rfilter.stddev**2)
+        cut = jnp.exp(alpha * rfilter.radius**2)
+        return jnp.maximum(0.0, jnp.exp(alpha * x * x) - cut)
+    return (jnp.abs(x) <= rfilter.radius).astype(jnp.float32)  # box
+
+
+def _splat(rfilter, values, offsets, height, width):
+    """Weighted splat of samples (S, H, W, C) taken at `offsets` (S, H, W, 2)
+    inside their pixels into every pixel within the filter's radius.
+    Returns (weighted sums (H, W, C), weight sums (H, W, 1)). Samples stay in
+    their own pixel's cell, so each neighbour is one static shift."""
+    r = int(math.ceil(rfilter.radius - 0.5)) if rfilter.radius > 0.5 else 0  # static
+    c = values.shape[-1]
+    acc = jnp.zeros((height + 2 * r, width + 2 * r, c), jnp.float32)
+    wsum = jnp.zeros((height + 2 * r, width + 2 * r, 1), jnp.float32)
+    for dy in range(-r, r + 1):
+        wy = _filter_weight(rfilter, dy + 0.5 - offsets[..., 1])
+        for dx in range(-r, r + 1):
+            w = (wy * _filter_weight(rfilter, dx + 0.5 - offsets[..., 0]))[..., None]
+            acc = acc.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w * values, axis=0))
+            wsum = wsum.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w, axis=0))
+    return acc[r:r + height, r:r + width], wsum[r:r + height, r:r + width]
 
 
 def _clip_t_max(camera: PerspectiveCamera, d):
@@ -109,7 +139,16 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
             value = trace_aovs(scene, arrays, cfg, o, d, k_path, t_max)
         else:
             value = trace_paths(scene, arrays, cfg, o, d, k_path, t_max)
-        return total + value.reshape(per_pass, height, width, channels).sum(0)
+        value = value.reshape(per_pass, height, width, channels)
+        if box:
+            return total[0] + value.sum(0), total[1]
+        acc, wsum = _splat(rfilter, value, offsets, height, width)
+        return total[0] + acc, total[1] + wsum
 
-    total = jax.lax.fori_loop(0, passes, one_pass, jnp.zeros((height, width, channels), jnp.float32))
-    return total / spp
+    rfilter = camera.film.rfilter
+    box = rfilter.type == "box" and rfilter.radius <= 0.5
+    zeros = (jnp.zeros((height, width, channels), jnp.float32), jnp.zeros((height, width, 1), jnp.float32))
+    total, wsum = jax.lax.fori_loop(0, passes, one_pass, zeros)
+    if box:
+        return total / spp
+    return total / jnp.maximum(wsum, 1e-20)

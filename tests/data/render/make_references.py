@@ -21,6 +21,8 @@ REFERENCES = {
     "cbox_direct": (CBOX, {"res": 64}, {"type": "direct"}, 8192),
     "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
     "lights_path": (os.path.join(HERE, "lights.xml"), {}, None, 8192),
+    "materials_gaussian": (os.path.join(HERE, "materials_gaussian.xml"), {}, None, 8192),
+    "materials_tent": (os.path.join(HERE, "materials_tent.xml"), {}, None, 8192),
 }
 
 
