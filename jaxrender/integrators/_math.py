@@ -1,0 +1,159 @@
+"""Small numerical helpers shared by the shading code.
+
+Every helper here is NaN-free in value *and* derivative: where the textbook
+expression would divide by zero or take the square root of zero, the unsafe
+branch is computed on a harmless stand-in input ("double where"), so the
+cotangent that `jnp.where` sends to the discarded branch is finite and the
+zero it is multiplied by stays zero. Square roots use a custom JVP instead
+(see `safe_sqrt`), because their argument is often a cancellation that XLA
+may round differently in two places.
+
+Vectors are arrays whose last axis has length 3 (or 2); everything broadcasts
+over the leading axes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+INV_PI = 1.0 / jnp.pi
+INV_TWO_PI = 0.5 / jnp.pi
+INV_FOUR_PI = 0.25 / jnp.pi
+INV_SQRT_PI = 1.0 / float(jnp.sqrt(jnp.pi))
+# Dr.Jit's Epsilon<float> (half an ulp of 1), used by Mitsuba's Frame3f.
+EPSILON_F32 = 2.0**-24
+
+
+@jax.custom_jvp
+def safe_sqrt(x):
+    """sqrt(max(x, 0)) with a zero (not infinite) derivative at x <= 0.
+
+    A custom JVP rather than a double where: XLA may recompute x in two
+    fusions with different rounding, and a double where whose two tests
+    disagree would leak its stand-in value (sqrt(1) = 1 where 0 is meant).
+    Here the value has no stand-in; only the derivative coefficient does.
+    """
+    return jnp.sqrt(jnp.maximum(x, 0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = safe_sqrt(x)
+    pos = x > 0
+    coeff = jnp.where(pos, 0.5 / jnp.sqrt(jnp.where(pos, x, 1)), 0)
+    return y, coeff * dx
+
+
+@jax.custom_jvp
+def one_with_log_derivative(p):
+    """Exactly 1 in value, with the derivative of p / p_held (dp / p; 0
+    where p == 0): the weight of a discrete choice made with probability p
+    among lobes whose value is p, as Mitsuba's differentiable variants do
+    with `replace_grad(1, p / detach(p))`."""
+    return jnp.ones_like(p)
+
+
+@one_with_log_derivative.defjvp
+def _one_with_log_derivative_jvp(primals, tangents):
+    (p,), (dp,) = primals, tangents
+    nz = p != 0
+    return jnp.ones_like(p), jnp.where(nz, 1 / jnp.where(nz, p, 1), 0) * dp
+
+
+# Below these, a denominator counts as zero and an rsqrt argument as zero:
+# keeps 1/b and rsqrt(x)^3 (the derivatives' coefficients) finite in float32.
+DIV_TINY = 1e-30
+RSQRT_TINY = 1e-24
+
+
+@jax.custom_jvp
+def safe_rsqrt(x):
+    """1 / sqrt(x) for x > 1e-24, else 0 (Mitsuba masks these lanes away)."""
+    pos = x > RSQRT_TINY
+    return jnp.where(pos, 1 / jnp.sqrt(jnp.where(pos, x, 1)), 0)
+
+
+@safe_rsqrt.defjvp
+def _safe_rsqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = safe_rsqrt(x)
+    return y, (-0.5 * y) * (y * y) * dx
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def safe_div(a, b, fallback=0):
+    """a / b where |b| > 1e-30, else `fallback` (a Python scalar).
+
+    The derivative is written as (da - (a / b) db) / b, never with b^2 (whose
+    underflow would make it infinite, and a masked lane's 0 * inf a NaN).
+    """
+    nz = jnp.abs(b) > DIV_TINY
+    return jnp.where(nz, a / jnp.where(nz, b, 1), fallback)
+
+
+@safe_div.defjvp
+def _safe_div_jvp(fallback, primals, tangents):
+    a, b = primals
+    da, db = tangents
+    nz = jnp.abs(b) > DIV_TINY
+    inv = jnp.where(nz, 1 / jnp.where(nz, b, 1), 0)
+    out = jnp.where(nz, a / jnp.where(nz, b, 1), fallback)
+    q = jnp.where(nz, out, 0)
+    return out, (da - q * db) * inv
+
+
+def dot(a, b):
+    return jnp.sum(a * b, axis=-1)
+
+
+def squared_norm(a):
+    return jnp.sum(a * a, axis=-1)
+
+
+def safe_normalize(v):
+    """v / |v|; the zero vector maps to the zero vector."""
+    n2 = squared_norm(v)
+    return v * safe_rsqrt(n2)[..., None]
+
+
+def mulsign(a, b):
+    """a with its sign flipped where b's sign bit is set (Dr.Jit's mulsign)."""
+    return jnp.where(jnp.signbit(b), -a, a)
+
+
+def mulsign_neg(a, b):
+    """-a where b's sign bit is clear, a where it is set (Dr.Jit's mulsign_neg)."""
+    return jnp.where(jnp.signbit(b), a, -a)
+
+
+def vec3(x, y, z):
+    x, y, z = jnp.broadcast_arrays(x, y, z)
+    return jnp.stack([x, y, z], axis=-1)
+
+
+def vec2(x, y):
+    x, y = jnp.broadcast_arrays(x, y)
+    return jnp.stack([x, y], axis=-1)
+
+
+def as_float(x):
+    """`x` as a JAX float array (float32 unless x64 is on and x is float64)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x
+
+
+def spectrum(x):
+    """A spectral parameter as an array whose last axis broadcasts against 3.
+
+    Accepts a scalar (grey), shape (..., 3) (rgb), or shape (..., 1).
+    """
+    x = as_float(x)
+    if x.ndim == 0:
+        return x[None]
+    return x
