@@ -575,6 +575,21 @@ def test_delta_lobes(name):
             assert not live.any()  # one-sided: nothing from below
 
 
+def test_thindielectric_null_transmission_matches_mitsuba(mi):
+    d, _, (eta, spec, trans) = case("thindielectric")
+    bsdf = mi.load_dict(d)
+    wi = random_inputs(1)[0]
+    si = mi.SurfaceInteraction3f()
+    si.n = mi.Normal3f(0, 0, 1)
+    si.sh_frame = mi.Frame3f(si.n)
+    ref = []
+    for w in wi:
+        si.wi = mi.Vector3f(w)
+        ref.append(np.array(bsdf.eval_null_transmission(si)))
+    got = jax.jit(bm.null_transmission_thindielectric)(np.float32(eta), trans, wi)
+    np.testing.assert_allclose(np.asarray(got), np.array(ref), rtol=1e-5, atol=1e-7)
+
+
 # --------------------------------------------------------------------------
 # Derivatives against central differences; edge cases; jit/vmap.
 

@@ -366,6 +366,10 @@ def test_piecewise_constant_2d_pdf():
     np.testing.assert_allclose(p[:3], [data[0, 0] / data.mean(), data[-1, -1] / data.mean(),
                                        data[0, 0] / data.mean()], rtol=1e-5)
     np.testing.assert_array_equal(p[3:], 0)
+    # Extreme samples stay inside [0, 1)^2 and in nonzero texels.
+    edge = np.array([[0, 0], [1 - 2**-24, 1 - 2**-24], [0, 1 - 2**-24], [0.5, 0.0]], np.float32)
+    uv_e, pdf_e = (np.asarray(x) for x in jax.jit(lambda d, u: d.sample(u))(dist, edge))
+    assert np.all((uv_e >= 0) & (uv_e < 1)) and np.all(pdf_e > 0)
     # Uniform fallback when everything is zero.
     uvz, pz = jax.jit(lambda u: warp.PiecewiseConstant2D.build(jnp.zeros((4, 3))).sample(u))(
         uniform_samples(1, n=1000))
