@@ -119,6 +119,17 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _scene_camera(args, scene, verb: str):
+    """The sensor the command uses, with --resolution applied; errors name it."""
+    import jaxrender as jr
+
+    if not scene.sensors:
+        raise jr.SceneError(f"{args.scene}: the scene has no sensor to {verb} from")
+    if not 0 <= args.sensor < len(scene.sensors):
+        raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
+    return _with_resolution(scene.sensors[args.sensor], args.resolution)
+
+
 def _with_resolution(camera, resolution):
     if resolution is None:
         return camera
@@ -135,11 +146,7 @@ def _cmd_render(args) -> int:
 
     t_start = time.perf_counter()
     scene = _load_scene(args)
-    if not scene.sensors:
-        raise jr.SceneError(f"{args.scene}: the scene has no sensor to render from")
-    if not 0 <= args.sensor < len(scene.sensors):
-        raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
-    camera = _with_resolution(scene.sensors[args.sensor], args.resolution)
+    camera = _scene_camera(args, scene, "render")
     cfg = scene.integrator
     if args.integrator is not None:
         cfg = dataclasses.replace(cfg, type=args.integrator)
@@ -209,11 +216,7 @@ def _cmd_raycast(args) -> int:
         face_colour = np.zeros(faces.shape[0], np.int32)
     else:
         scene = _load_scene(args)
-        if not scene.sensors:
-            raise jr.SceneError(f"{args.scene}: the scene has no sensor to ray-cast from")
-        if not 0 <= args.sensor < len(scene.sensors):
-            raise jr.SceneError(f"--sensor {args.sensor}: the scene has {len(scene.sensors)} sensor(s)")
-        camera = _with_resolution(scene.sensors[args.sensor], args.resolution)
+        camera = _scene_camera(args, scene, "ray-cast")
         width, height = camera.film.width, camera.film.height
         geometry = flatten_scene(scene)
         vertices, faces = geometry.vertices, geometry.faces

@@ -217,13 +217,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvh, jaxrender::BuildBvhImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersect, jaxrender::IntersectImpl,
                               ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // directions (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // t_max (N,)
+                                  .Ctx<ffi::ThreadPool>() JAXRENDER_QUERY_OPERANDS
                                   .Ret<ffi::Buffer<ffi::F32>>()   // t (N,)
                                   .Ret<ffi::Buffer<ffi::S32>>()   // prim (N,)
                                   .Ret<ffi::Buffer<ffi::F32>>()   // b1 (N,)
@@ -231,13 +225,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersect, jaxrender::IntersectImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderOccluded, jaxrender::OccludedImpl,
                               ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // directions (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // t_max (N,)
+                                  .Ctx<ffi::ThreadPool>() JAXRENDER_QUERY_OPERANDS
                                   .Ret<ffi::Buffer<ffi::PRED>>());  // occluded (N,)
 
 NB_MODULE(_cpu, m) {

@@ -334,13 +334,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvhCuda, jaxrender::BuildBvhImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersectCuda, jaxrender::IntersectImpl,
                               ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // directions (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // t_max (N,)
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>() JAXRENDER_QUERY_OPERANDS
                                   .Ret<ffi::Buffer<ffi::F32>>()   // t (N,)
                                   .Ret<ffi::Buffer<ffi::S32>>()   // prim (N,)
                                   .Ret<ffi::Buffer<ffi::F32>>()   // b1 (N,)
@@ -348,13 +342,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderIntersectCuda, jaxrender::IntersectImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderOccludedCuda, jaxrender::OccludedImpl,
                               ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // tris (F, 9)
-                                  .Arg<ffi::Buffer<ffi::S32>>()   // prim_ids (F,)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // origins (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // directions (N, 3)
-                                  .Arg<ffi::Buffer<ffi::F32>>()   // t_max (N,)
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>() JAXRENDER_QUERY_OPERANDS
                                   .Ret<ffi::Buffer<ffi::PRED>>());  // occluded (N,)
 
 NB_MODULE(_cuda, m) {

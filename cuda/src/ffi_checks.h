@@ -6,6 +6,16 @@
 #include "jaxrender/bvh.h"
 #include "xla/ffi/api/ffi.h"
 
+// The operands of both ray queries (closest hit, any hit), appended to an
+// ffi::Ffi::Bind() chain after its context: the Accel's arrays, then the rays.
+#define JAXRENDER_QUERY_OPERANDS                                   \
+  .Arg<xla::ffi::Buffer<xla::ffi::S32>>()   /* nodes (M, 32) */     \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() /* tris (F, 9) */     \
+      .Arg<xla::ffi::Buffer<xla::ffi::S32>>() /* prim_ids (F,) */   \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() /* origins (N, 3) */  \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() /* directions (N, 3) */ \
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>() /* t_max (N,) */
+
 namespace jaxrender {
 
 inline xla::ffi::Error check_accel(const xla::ffi::Buffer<xla::ffi::S32>& nodes,
