@@ -128,9 +128,11 @@ def _sample_area(scene, arrays, emitter: AreaLight, p, u, u2):
     dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))
     d = diff / dist[:, None]
     cos_l = -dot(d, n)
-    pdf = dist2 / (jnp.maximum(jnp.abs(cos_l), 1e-30) * total)
+    ok = (cos_l > 1e-12) & (total > 0) & (dist2 > 1e-30)
+    # Double where: rejected samples compute with safe stand-ins, so their
+    # (discarded) derivatives are 0, not inf * 0 = NaN.
+    pdf = jnp.where(ok, dist2, 1.0) / (jnp.where(ok, cos_l, 1.0) * jnp.where(total > 0, total, 1.0))
     radiance = _rgb(texture_at(emitter.radiance, fu))
-    ok = (cos_l > 0) & (total > 0)
     weight = jnp.where(ok[:, None], radiance / pdf[:, None], 0.0)
     return d, dist, weight, jnp.where(ok, pdf, 0.0), jnp.zeros_like(ok)
 
@@ -192,11 +194,13 @@ def area_emission(scene: Scene, arrays: SceneArrays, si, d):
     for i, e in enumerate(scene.emitters):
         if not isinstance(e, AreaLight):
             continue
-        mine = (si.emitter == i) & (cos_l > 0)
+        mine = (si.emitter == i) & (cos_l > 1e-12)
         value = _rgb(texture_at(e.radiance, si.uv))
         radiance = jnp.where(mine[:, None], value, radiance)
         pdf_a = area_light_pdf_area(arrays, e.shape)
-        pdf_s = pdf_a * si.t**2 / jnp.maximum(jnp.abs(cos_l), 1e-30)
+        # Double where: misses have t = inf; other lanes get safe stand-ins.
+        t = jnp.where(mine, si.t, 1.0)
+        pdf_s = pdf_a * t * t / jnp.where(mine, cos_l, 1.0)
         pdf = jnp.where(mine, pdf_s / n_em, pdf)
     return radiance, pdf
 

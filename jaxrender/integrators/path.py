@@ -107,9 +107,14 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # Russian roulette (Mitsuba: survival probability min(max(beta) eta^2, 0.95)).
         rr = depth >= cfg.rr_depth
-        q = jnp.minimum(jnp.max(beta, axis=-1) * eta * eta, 0.95)
-        survive = u[:, 6] < q
-        beta = jnp.where((rr & active)[:, None], beta / jnp.maximum(q, 1e-30)[:, None], beta)
+        # As Mitsuba, the probability is detached: it only decides which paths
+        # go on. Paths with q <= 1e-7 can never survive (u is a multiple of
+        # 2^-24) and end here, which keeps 1/q finite in every lane.
+        q = jax.lax.stop_gradient(jnp.minimum(jnp.max(beta, axis=-1) * eta * eta, 0.95))
+        survive = (u[:, 6] < q) & (q > 1e-7)
+        scaled = rr & active & survive
+        q_safe = jnp.where(scaled, q, 1.0)  # double where: no 0/0 in unused lanes
+        beta = jnp.where(scaled[:, None], beta / q_safe[:, None], beta)
         active = active & (~rr | survive)
 
         o_next = offset_origin(si.p, si.n, d_next)
