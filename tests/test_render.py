@@ -29,6 +29,7 @@ CBOX = str(jr.BUILTIN_SCENES["cbox"])
 CASES = {
     "cbox_path": (CBOX, {"res": 64, "max_depth": 8}, None),
     "cbox_direct": (CBOX, {"res": 64}, "direct"),
+    "cbox_direct_2_3": (CBOX, {"res": 64}, jr.IntegratorConfig(type="direct", emitter_samples=2, bsdf_samples=3)),
     "materials_path": (os.path.join(REFS, "materials.xml"), {}, None),
     "lights_path": (os.path.join(REFS, "lights.xml"), {}, None),
     "materials_gaussian": (os.path.join(REFS, "materials_gaussian.xml"), {}, None),

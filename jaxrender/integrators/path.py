@@ -2,8 +2,8 @@
 `path`), wavefront style: every bounce is one closest-hit query, one shading
 step over the whole batch and one shadow query, inside `lax.fori_loop`.
 
-`direct` is the same estimator stopped after the first bounce (Mitsuba's
-`direct` with one emitter and one BSDF sample equals `path` with max_depth 2).
+`direct` has its own estimator (direct.py, any number of emitter and BSDF
+samples); with one of each it equals `path` at max_depth 2.
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     t_max (N,) bounds the camera rays (the far clip plane)."""
     n = origins.shape[0]
     max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
-    if cfg.type == "direct":
-        max_depth = 2
     has_emitters = len(scene.emitters) > 0
     env_dists = environment_distributions(scene)
     f32 = jnp.float32

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.integrators.aov import aov_channels, trace_aovs
+from jaxrender.integrators.direct import trace_direct
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import check_supported
 from jaxrender.integrators.path import trace_paths
@@ -137,6 +138,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         t_max = _clip_t_max(camera, d)
         if cfg.type == "aov":
             value = trace_aovs(scene, arrays, cfg, o, d, k_path, t_max)
+        elif cfg.type == "direct":
+            value = trace_direct(scene, arrays, cfg, o, d, k_path, t_max)
         else:
             value = trace_paths(scene, arrays, cfg, o, d, k_path, t_max)
         value = value.reshape(per_pass, height, width, channels)

@@ -19,6 +19,7 @@ CBOX = os.path.join(HERE, "..", "..", "..", "jaxrender", "data", "cbox", "cbox.x
 REFERENCES = {
     "cbox_path": (CBOX, {"res": 64, "max_depth": 8}, None, 8192),
     "cbox_direct": (CBOX, {"res": 64}, {"type": "direct"}, 8192),
+    "cbox_direct_2_3": (CBOX, {"res": 64}, {"type": "direct", "emitter_samples": 2, "bsdf_samples": 3}, 4096),
     "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
     "lights_path": (os.path.join(HERE, "lights.xml"), {}, None, 8192),
     "materials_gaussian": (os.path.join(HERE, "materials_gaussian.xml"), {}, None, 8192),
