@@ -32,6 +32,7 @@ CASES = {
     "cbox_direct_2_3": (CBOX, {"res": 64}, jr.IntegratorConfig(type="direct", emitter_samples=2, bsdf_samples=3)),
     "materials_path": (os.path.join(REFS, "materials.xml"), {}, None),
     "lights_path": (os.path.join(REFS, "lights.xml"), {}, None),
+    "materials_envmap": (os.path.join(REFS, "materials_envmap.xml"), {}, None),
     "materials_gaussian": (os.path.join(REFS, "materials_gaussian.xml"), {}, None),
     "materials_tent": (os.path.join(REFS, "materials_tent.xml"), {}, None),
 }

@@ -22,6 +22,7 @@ REFERENCES = {
     "cbox_direct_2_3": (CBOX, {"res": 64}, {"type": "direct", "emitter_samples": 2, "bsdf_samples": 3}, 4096),
     "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
     "lights_path": (os.path.join(HERE, "lights.xml"), {}, None, 8192),
+    "materials_envmap": (os.path.join(HERE, "materials_envmap.xml"), {}, None, 8192),
     "materials_gaussian": (os.path.join(HERE, "materials_gaussian.xml"), {}, None, 8192),
     "materials_tent": (os.path.join(HERE, "materials_tent.xml"), {}, None, 8192),
 }
