@@ -33,6 +33,8 @@ CASES = {
     "materials_path": (os.path.join(REFS, "materials.xml"), {}, None),
     "lights_path": (os.path.join(REFS, "lights.xml"), {}, None),
     "materials_envmap": (os.path.join(REFS, "materials_envmap.xml"), {}, None),
+    # PSDR-CUDA's 0.5 dialect (camelCase, faceNormals, direct integrator, envmap).
+    "psdr_v05_direct": (os.path.join(HERE, "data", "scenes", "psdr_v05.xml"), {}, None),
     "materials_gaussian": (os.path.join(REFS, "materials_gaussian.xml"), {}, None),
     "materials_tent": (os.path.join(REFS, "materials_tent.xml"), {}, None),
 }

@@ -23,6 +23,11 @@ REFERENCES = {
     "materials_path": (os.path.join(HERE, "materials.xml"), {}, None, 8192),
     "lights_path": (os.path.join(HERE, "lights.xml"), {}, None, 8192),
     "materials_envmap": (os.path.join(HERE, "materials_envmap.xml"), {}, None, 8192),
+    # PSDR-CUDA's 0.5 dialect: Mitsuba 3 loads it but reads the emitter's
+    # one-number <spectrum value="10"/> as a D65-tinted colour; PSDR (and
+    # jaxrender, for this dialect) read it as gray, so the reference is
+    # rendered with the gray value set through traverse().
+    "psdr_v05_direct": (os.path.join(HERE, "..", "scenes", "psdr_v05.xml"), {}, None, 8192),
     "materials_gaussian": (os.path.join(HERE, "materials_gaussian.xml"), {}, None, 8192),
     "materials_tent": (os.path.join(HERE, "materials_tent.xml"), {}, None, 8192),
 }
@@ -35,6 +40,10 @@ def main():
         if only and name not in only:
             continue
         scene = mi.load_file(path, optimize=False, **params)
+        if name.startswith("psdr_"):
+            p = mi.traverse(scene)
+            p["emitter.emitter.radiance.value"] = mi.Color3f(10.0, 10.0, 10.0)
+            p.update()
         kwargs = {}
         if integrator is not None:
             kwargs["integrator"] = mi.load_dict(integrator)
