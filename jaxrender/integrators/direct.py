@@ -7,58 +7,41 @@ With one sample of each it is the same estimator as `path` at max_depth 2.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from jaxrender.geometry import occluded
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators.bsdfs import SceneBSDFs
-from jaxrender.integrators.interaction import SHADOW_EPSILON, offset_origin, surface_interaction, trace
-from jaxrender.integrators.lights import (
-    area_emission,
-    environment_distributions,
-    environment_emission,
-    sample_emitter,
-)
-from jaxrender.integrators.path import _hash_uniform
+from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
+from jaxrender.integrators.lights import environment_distributions
+from jaxrender.integrators.path import emission_along, hash_uniform, next_event
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
 
 
 def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     """Radiance (N, 3) along camera rays with Mitsuba's direct-illumination estimator."""
-    import jax
-
     n = origins.shape[0]
     n_em, n_bsdf = cfg.emitter_samples, cfg.bsdf_samples
     total = max(n_em + n_bsdf, 1)
     frac_em, frac_bsdf = n_em / total, n_bsdf / total
     env = environment_distributions(scene)
     seed = jax.random.bits(key, (), jnp.uint32)
-    u = _hash_uniform(seed, 0, n, 3 * n_em + 3 * n_bsdf + 1)
+    u = hash_uniform(seed, 0, n, 3 * n_em + 3 * n_bsdf + 1)
 
     hit = trace(arrays, origins, directions, t_max)
     si = surface_interaction(arrays, hit, origins, directions)
     L = jnp.zeros((n, 3), jnp.float32)
     if not scene.emitters:
         return L
-    le_area, _ = area_emission(scene, arrays, si, directions)
-    le_env, _ = environment_emission(scene, directions, env)
     if not cfg.hide_emitters:
-        L = L + jnp.where(si.valid[:, None], le_area, le_env)
+        L = L + emission_along(scene, arrays, si, directions, env)[0]
     frame = make_frame(si.sh_n)
     wi = to_local(frame, -directions)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
 
     for j in range(n_em):
-        uj = u[:, 3 * j:3 * j + 3]
-        es = sample_emitter(scene, arrays, si.p, uj[:, 0], uj[:, 1:3], env)
-        origin = offset_origin(si.p, si.n, es.d)
-        ok = si.valid & (es.pdf > 0)
-        shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
-        blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
-                           jnp.where(ok, shadow_t, 0.0))
-        wo = to_local(frame, es.d)
-        w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf * frac_em, bsdfs.pdf(wi, wo) * frac_bsdf))
-        L = L + jnp.where((ok & ~blocked)[:, None], bsdfs.eval(wi, wo) * es.weight * (w / n_em)[:, None], 0.0)
+        L = L + next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 3 * j:3 * j + 3], env,
+                           si.valid, frac_em, frac_bsdf) / n_em
 
     for j in range(n_bsdf):
         uj = u[:, 3 * n_em + 3 * j:3 * n_em + 3 * j + 3]
@@ -68,10 +51,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
         ok = si.valid & (bs.pdf > 0)
         hit2 = trace(arrays, o2, d2)
         si2 = surface_interaction(arrays, hit2, o2, d2)
-        le_a, pdf_a = area_emission(scene, arrays, si2, d2)
-        le_e, pdf_e = environment_emission(scene, d2, env)
-        le = jnp.where(si2.valid[:, None], le_a, le_e)
-        pdf_em = jnp.where(si2.valid, pdf_a, pdf_e)
+        le, pdf_em = emission_along(scene, arrays, si2, d2, env)
         delta = bm.is_delta(bs.flags)
         w = jnp.where(delta, 1.0, power_heuristic(bs.pdf * frac_bsdf, pdf_em * frac_em))
         L = L + jnp.where(ok[:, None], bs.weight * le * (w / n_bsdf)[:, None], 0.0)

@@ -34,7 +34,7 @@ from jaxrender.scene import IntegratorConfig, Scene
 UNBOUNDED_DEPTH = 64
 
 
-def _hash_uniform(seed, depth, n, k):
+def hash_uniform(seed, depth, n, k):
     """(n, k) uniforms in [0, 1) from a counter-based integer hash (PCG's
     output permutation over (seed, depth, sample, dimension)). The seed comes
     from the pass's jax.random key, so the same key still gives the same
@@ -47,6 +47,35 @@ def _hash_uniform(seed, depth, n, k):
         word = ((x >> ((x >> 28) + jnp.uint32(4))) ^ x) * jnp.uint32(277803737)
         x = (word >> 22) ^ word
     return (x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def emission_along(scene: Scene, arrays: SceneArrays, si, d, env_dists):
+    """Radiance reaching the ray origins along rays d whose interactions are si
+    (area lights where they hit, infinite emitters where they escaped), and
+    the solid-angle pdf with which `sample_emitter` would have produced it."""
+    le_area, pdf_area = area_emission(scene, arrays, si, d)
+    le_env, pdf_env = environment_emission(scene, d, env_dists)
+    return (jnp.where(si.valid[:, None], le_area, le_env),
+            jnp.where(si.valid, pdf_area, pdf_env))
+
+
+def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, env_dists, active,
+               frac_em=1.0, frac_bsdf=1.0):
+    """One emitter sample per shading point, shadow-tested and MIS-weighted
+    against BSDF sampling (power heuristic on densities scaled by each
+    strategy's share of samples, as Mitsuba's `direct`; 1 and 1 in `path`).
+
+    u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
+    where inactive, occluded or the sample failed."""
+    es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], env_dists)
+    origin = offset_origin(si.p, si.n, es.d)
+    shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
+    ok = active & (es.pdf > 0)
+    blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
+                       jnp.where(ok, shadow_t, 0.0))
+    wo = to_local(frame, es.d)
+    w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf * frac_em, bsdfs.pdf(wi, wo) * frac_bsdf))
+    return jnp.where((ok & ~blocked)[:, None], bsdfs.eval(wi, wo) * es.weight * w[:, None], 0.0)
 
 
 def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key,
@@ -63,16 +92,13 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
     def body(depth, state):
         o, d, beta, L, eta, active, prev_pdf, prev_delta = state
-        u = _hash_uniform(seed, depth, n, 7)
+        u = hash_uniform(seed, depth, n, 7)
         hit = trace(arrays, o, d, None if t_max is None else jnp.where(depth == 0, t_max, jnp.inf))
         si = surface_interaction(arrays, hit, o, d)
 
         # Emission seen along the ray, MIS-weighted against emitter sampling.
         if has_emitters:
-            le_area, pdf_area = area_emission(scene, arrays, si, d)
-            le_env, pdf_env = environment_emission(scene, d, env_dists)
-            le = jnp.where(si.valid[:, None], le_area, le_env)
-            pdf_em = jnp.where(si.valid, pdf_area, pdf_env)
+            le, pdf_em = emission_along(scene, arrays, si, d, env_dists)
             w = jnp.where((depth == 0) | prev_delta, 1.0, power_heuristic(prev_pdf, pdf_em))
             visible = ~((depth == 0) & cfg.hide_emitters)
             L = L + jnp.where((active & visible)[:, None], beta * le * w[:, None], 0.0)
@@ -84,17 +110,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # Next-event estimation.
         if has_emitters:
-            es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], env_dists)
-            origin = offset_origin(si.p, si.n, es.d)
-            shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
-            ok = active & (es.pdf > 0)
-            blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
-                               jnp.where(ok, shadow_t, 0.0))
-            wo = to_local(frame, es.d)
-            f = bsdfs.eval(wi, wo)
-            bsdf_pdf = bsdfs.pdf(wi, wo)
-            w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf, bsdf_pdf))
-            L = L + jnp.where((ok & ~blocked)[:, None], beta * f * es.weight * w[:, None], 0.0)
+            L = L + beta * next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 0:3], env_dists, active)
 
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
