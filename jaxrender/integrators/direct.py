@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
-from jaxrender.integrators.lights import environment_distributions
+from jaxrender.integrators.lights import light_tables
 from jaxrender.integrators.path import emission_along, hash_uniform, next_event
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
 
@@ -24,7 +24,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     n_em, n_bsdf = cfg.emitter_samples, cfg.bsdf_samples
     total = max(n_em + n_bsdf, 1)
     frac_em, frac_bsdf = n_em / total, n_bsdf / total
-    env = environment_distributions(scene)
+    tables = light_tables(scene, arrays)
     seed = jax.random.bits(key, (), jnp.uint32)
     u = hash_uniform(seed, 0, n, 3 * n_em + 3 * n_bsdf + 1)
 
@@ -34,13 +34,13 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     if not scene.emitters:
         return L
     if not cfg.hide_emitters:
-        L = L + emission_along(scene, arrays, si, directions, env)[0]
+        L = L + emission_along(scene, arrays, si, directions, tables)[0]
     frame = make_frame(si.sh_n)
     wi = to_local(frame, -directions)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
 
     for j in range(n_em):
-        L = L + next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 3 * j:3 * j + 3], env,
+        L = L + next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 3 * j:3 * j + 3], tables,
                            si.valid, frac_em, frac_bsdf) / n_em
 
     for j in range(n_bsdf):
@@ -51,7 +51,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
         ok = si.valid & (bs.pdf > 0)
         hit2 = trace(arrays, o2, d2)
         si2 = surface_interaction(arrays, hit2, o2, d2)
-        le, pdf_em = emission_along(scene, arrays, si2, d2, env)
+        le, pdf_em = emission_along(scene, arrays, si2, d2, tables)
         delta = bm.is_delta(bs.flags)
         w = jnp.where(delta, 1.0, power_heuristic(bs.pdf * frac_bsdf, pdf_em * frac_em))
         L = L + jnp.where(ok[:, None], bs.weight * le * (w / n_bsdf)[:, None], 0.0)

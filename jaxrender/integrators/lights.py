@@ -44,16 +44,31 @@ SUPPORTED = (AreaLight, PointLight, SpotLight, DirectionalLight, ConstantEmitter
 DELTA_LIGHTS = (PointLight, SpotLight, DirectionalLight)
 
 
-def environment_distributions(scene: Scene) -> dict:
-    """Importance-sampling tables of the scene's environment maps, by emitter
-    index: texel luminance times sin(theta) of the texel's row (lat-long
-    texels shrink towards the poles). Built once per render."""
+class AreaTable(NamedTuple):
+    """An area light's triangle-area CDF (F,) over its shape's faces, and the
+    shape's total area."""
+
+    cdf: jax.Array
+    total: jax.Array
+
+
+def light_tables(scene: Scene, arrays: SceneArrays) -> dict:
+    """What emitter sampling needs that depends only on the scene, by emitter
+    index, built once per render rather than at every bounce: for an
+    environment map, its importance-sampling distribution (texel luminance
+    times sin(theta) of the texel's row: lat-long texels shrink towards the
+    poles); for an area light, its `AreaTable`."""
     out = {}
     for i, e in enumerate(scene.emitters):
         if isinstance(e, EnvironmentMap):
             h = e.data.shape[0]
             theta = jnp.pi * (jnp.arange(h, dtype=jnp.float32) + 0.5) / h
             out[i] = PiecewiseConstant2D.build(luminance(e.data) * jnp.sin(theta)[:, None])
+        elif isinstance(e, AreaLight):
+            f0, f1 = _shape_faces(arrays, e.shape)
+            areas = _triangle_areas(arrays, f0, f1)
+            total = jnp.sum(areas)
+            out[i] = AreaTable(jnp.cumsum(areas) / total, total)
     return out
 
 
@@ -95,18 +110,10 @@ def _triangle_areas(arrays: SceneArrays, f0: int, f1: int):
     return 0.5 * jnp.linalg.norm(jnp.cross(e1, e2), axis=-1)
 
 
-def area_light_pdf_area(arrays: SceneArrays, shape: int):
-    """1 / (surface area of the shape)."""
-    f0, f1 = _shape_faces(arrays, shape)
-    return 1.0 / jnp.sum(_triangle_areas(arrays, f0, f1))
-
-
-def _sample_area(scene, arrays, emitter: AreaLight, p, u, u2):
+def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     """Uniform point on the emitting shape; radiance/pdf towards p."""
     f0, f1 = _shape_faces(arrays, emitter.shape)
-    areas = _triangle_areas(arrays, f0, f1)
-    total = jnp.sum(areas)
-    cdf = jnp.cumsum(areas) / total
+    cdf, total = table
     tri = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, f1 - f0 - 1)
     # Reuse u inside the chosen triangle's interval (Mitsuba's sample reuse).
     lo = jnp.where(tri > 0, cdf[jnp.maximum(tri - 1, 0)], 0.0)
@@ -141,22 +148,22 @@ def _rgb(x):
     return jnp.broadcast_to(x, x.shape[:-1] + (3,))
 
 
-def sample_emitter(scene: Scene, arrays: SceneArrays, p, u_select, u2, env_dists=None) -> EmitterSample:
+def sample_emitter(scene: Scene, arrays: SceneArrays, p, u_select, u2, tables=None) -> EmitterSample:
     """One emitter sample per reference point p (N, 3); u_select (N,), u2 (N, 2).
-    env_dists: `environment_distributions(scene)` (built here if None)."""
-    if env_dists is None:
-        env_dists = environment_distributions(scene)
+    tables: `light_tables(scene, arrays)` (built here if None)."""
+    if tables is None:
+        tables = light_tables(scene, arrays)
     n_em = len(scene.emitters)
     index = jnp.minimum((u_select * n_em).astype(jnp.int32), n_em - 1)
     outs = []
     for i, e in enumerate(scene.emitters):
         if isinstance(e, AreaLight):
-            outs.append(_sample_area(scene, arrays, e, p, u2[:, 0], u2[:, 1]))
+            outs.append(_sample_area(scene, arrays, e, tables[i], p, u2[:, 0], u2[:, 1]))
         elif isinstance(e, DELTA_LIGHTS):
             wi, dist, value = delta_light_incident(e, p)
             outs.append((wi, dist, value, jnp.ones_like(dist), jnp.ones(dist.shape, bool)))
         elif isinstance(e, EnvironmentMap):
-            dist2d = env_dists[i]
+            dist2d = tables[i]
             uv, pdf_uv = dist2d.sample(u2)
             d, factor = environment_direction(e, uv)
             pdf = pdf_uv * factor
@@ -184,9 +191,12 @@ def _select(index, values):
     return out
 
 
-def area_emission(scene: Scene, arrays: SceneArrays, si, d):
+def area_emission(scene: Scene, arrays: SceneArrays, si, d, tables=None):
     """Radiance leaving the hit points towards -d (front side of area lights),
-    and the solid-angle pdf of having sampled that point by `sample_emitter`."""
+    and the solid-angle pdf of having sampled that point by `sample_emitter`.
+    tables: `light_tables(scene, arrays)` (built here if None)."""
+    if tables is None:
+        tables = light_tables(scene, arrays)
     n_em = max(len(scene.emitters), 1)
     radiance = jnp.zeros(si.p.shape, jnp.float32)
     pdf = jnp.zeros(si.t.shape, jnp.float32)
@@ -197,7 +207,7 @@ def area_emission(scene: Scene, arrays: SceneArrays, si, d):
         mine = (si.emitter == i) & (cos_l > 1e-12)
         value = _rgb(texture_at(e.radiance, si.uv))
         radiance = jnp.where(mine[:, None], value, radiance)
-        pdf_a = area_light_pdf_area(arrays, e.shape)
+        pdf_a = 1.0 / tables[i].total
         # Double where: misses have t = inf; other lanes get safe stand-ins.
         t = jnp.where(mine, si.t, 1.0)
         pdf_s = pdf_a * t * t / jnp.where(mine, cos_l, 1.0)
@@ -205,11 +215,10 @@ def area_emission(scene: Scene, arrays: SceneArrays, si, d):
     return radiance, pdf
 
 
-def environment_emission(scene: Scene, d, env_dists=None):
+def environment_emission(scene: Scene, d, tables):
     """Radiance arriving from infinite emitters along -d (rays that escaped),
-    and the solid-angle pdf of `sample_emitter` producing d."""
-    if env_dists is None:
-        env_dists = environment_distributions(scene)
+    and the solid-angle pdf of `sample_emitter` producing d.
+    tables: `light_tables(scene, arrays)`."""
     n_em = max(len(scene.emitters), 1)
     radiance = jnp.zeros(d.shape, jnp.float32)
     pdf = jnp.zeros(d.shape[:-1], jnp.float32)
@@ -217,7 +226,7 @@ def environment_emission(scene: Scene, d, env_dists=None):
         if isinstance(e, EnvironmentMap):
             radiance = radiance + eval_environment(e, d)
             uv, factor = environment_uv(e, d)
-            pdf = pdf + env_dists[i].pdf(uv) * factor / n_em
+            pdf = pdf + tables[i].pdf(uv) * factor / n_em
         if isinstance(e, ConstantEmitter):
             radiance = radiance + _rgb(texture_at(e.radiance, jnp.zeros(d.shape[:-1] + (2,), jnp.float32)))
             pdf = pdf + square_to_uniform_sphere_pdf(d) / n_em

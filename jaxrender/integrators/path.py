@@ -23,7 +23,7 @@ from jaxrender.integrators.interaction import (
 )
 from jaxrender.integrators.lights import (
     area_emission,
-    environment_distributions,
+    light_tables,
     environment_emission,
     sample_emitter,
 )
@@ -49,17 +49,17 @@ def hash_uniform(seed, depth, n, k):
     return (x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
-def emission_along(scene: Scene, arrays: SceneArrays, si, d, env_dists):
+def emission_along(scene: Scene, arrays: SceneArrays, si, d, tables):
     """Radiance reaching the ray origins along rays d whose interactions are si
     (area lights where they hit, infinite emitters where they escaped), and
     the solid-angle pdf with which `sample_emitter` would have produced it."""
-    le_area, pdf_area = area_emission(scene, arrays, si, d)
-    le_env, pdf_env = environment_emission(scene, d, env_dists)
+    le_area, pdf_area = area_emission(scene, arrays, si, d, tables)
+    le_env, pdf_env = environment_emission(scene, d, tables)
     return (jnp.where(si.valid[:, None], le_area, le_env),
             jnp.where(si.valid, pdf_area, pdf_env))
 
 
-def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, env_dists, active,
+def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, tables, active,
                frac_em=1.0, frac_bsdf=1.0):
     """One emitter sample per shading point, shadow-tested and MIS-weighted
     against BSDF sampling (power heuristic on densities scaled by each
@@ -67,7 +67,7 @@ def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, env_d
 
     u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
     where inactive, occluded or the sample failed."""
-    es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], env_dists)
+    es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], tables)
     origin = offset_origin(si.p, si.n, es.d)
     shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
     ok = active & (es.pdf > 0)
@@ -85,7 +85,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     n = origins.shape[0]
     max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
     has_emitters = len(scene.emitters) > 0
-    env_dists = environment_distributions(scene)
+    tables = light_tables(scene, arrays)
     f32 = jnp.float32
 
     seed = jax.random.bits(key, (), jnp.uint32)
@@ -98,7 +98,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # Emission seen along the ray, MIS-weighted against emitter sampling.
         if has_emitters:
-            le, pdf_em = emission_along(scene, arrays, si, d, env_dists)
+            le, pdf_em = emission_along(scene, arrays, si, d, tables)
             w = jnp.where((depth == 0) | prev_delta, 1.0, power_heuristic(prev_pdf, pdf_em))
             visible = ~((depth == 0) & cfg.hide_emitters)
             L = L + jnp.where((active & visible)[:, None], beta * le * w[:, None], 0.0)
@@ -110,7 +110,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # Next-event estimation.
         if has_emitters:
-            L = L + beta * next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 0:3], env_dists, active)
+            L = L + beta * next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 0:3], tables, active)
 
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
