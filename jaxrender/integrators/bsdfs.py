@@ -28,6 +28,7 @@ from jaxrender.scene import (
     ThinDielectric,
     TwoSided,
 )
+from jaxrender.scene.textures import eval_texture, eval_texture_mean
 
 
 def texture_at(tex, uv):
@@ -38,19 +39,13 @@ def texture_at(tex, uv):
         v = jnp.asarray(tex.value, jnp.float32)
         v = v[None] if v.ndim == 0 else v
         return jnp.broadcast_to(v, uv.shape[:-1] + v.shape)
-    from jaxrender.scene.textures import eval_texture  # texture lookups (bitmap, checkerboard)
-
     return eval_texture(tex, uv)
 
 
 def texture_mean(tex):
-    """Mean over the texture's values (Mitsuba's `Texture::mean`), a scalar."""
-    if isinstance(tex, ConstantTexture):
-        return jnp.mean(jnp.asarray(tex.value, jnp.float32))
-    data = getattr(tex, "data", None)
-    if data is not None:
-        return jnp.mean(data)
-    return jnp.float32(0.5)
+    """Mitsuba's `Texture::mean` as the plastics use it: a scalar, the channel
+    average of the texture's mean over [0, 1]^2 (see `eval_texture_mean`)."""
+    return jnp.mean(eval_texture_mean(tex))
 
 
 def _scalar(x):
