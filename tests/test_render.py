@@ -197,3 +197,15 @@ def test_gradient_of_a_material_matches_finite_differences():
     assert abs(g[1]) < 1e-3 and abs(g[2]) < 1e-3  # green/blue reflectance barely changes red
     _, tangent = jax.jvp(loss, (red,), (jnp.array([1.0, 0.0, 0.0]),))
     np.testing.assert_allclose(float(tangent), g[0], rtol=1e-4)
+
+
+def test_scene_without_shapes_renders_its_environment():
+    """No geometry, no BSDFs: every ray escapes and sees the constant emitter."""
+    scene = jr.load_string("""<scene version="3.0.0"><sensor type="perspective">
+      <film type="hdrfilm"><integer name="width" value="4"/><integer name="height" value="4"/></film>
+      </sensor><emitter type="constant"><rgb name="radiance" value="0.5, 1, 2"/></emitter></scene>""")
+    for integrator in ("path", "direct"):
+        image = np.asarray(jr.render(scene, integrator, spp=2))
+        np.testing.assert_allclose(image, np.broadcast_to([0.5, 1.0, 2.0], image.shape), rtol=1e-6)
+    aov = np.asarray(jr.render(scene, "aov:depth,shape_index", spp=1))
+    assert (aov[..., 0] == 0).all() and (aov[..., 1] == -1).all()

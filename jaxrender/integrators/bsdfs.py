@@ -199,6 +199,11 @@ class SceneBSDFs:
 
                 args = jax.tree.map(pick, *[m[1] for m in members])
             self.triples.append((mask, _triple(kind, args, members[0][2])))
+        if not self.triples:
+            # No BSDFs (a scene of emitters only): a stand-in that no point
+            # selects, so eval, pdf and sample give zeros.
+            black = jnp.zeros(index.shape + (3,), jnp.float32)
+            self.triples.append((jnp.zeros(index.shape, bool), _triple((Diffuse,), (black,), {})))
 
     def _combine(self, values):
         out = jnp.zeros_like(values[0])
