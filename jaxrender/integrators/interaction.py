@@ -103,40 +103,46 @@ def trace(arrays: SceneArrays, origins, directions, t_max=None) -> Hit:
     return intersect(arrays.accel, arrays.vertices, arrays.faces, origins, directions, t_max)
 
 
+def _nonempty(table, fill=0):
+    """The table, or one stand-in row of `fill` when the scene has no
+    geometry: every ray then misses, and what a gather reads is masked out."""
+    t = jnp.asarray(table)
+    return t if t.shape[0] else jnp.full((1,) + t.shape[1:], fill, t.dtype)
+
+
 def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> Interaction:
     """Interpolates the hit data; misses get zeros and index -1."""
     valid = hit.prim >= 0
     prim = jnp.where(valid, hit.prim, 0)
-    faces = jnp.asarray(arrays.faces)
-    if faces.shape[0] == 0:
-        faces = jnp.zeros((1, 3), jnp.int32)
-    f = faces[prim]
+    f = _nonempty(arrays.faces)[prim]
     b1, b2 = hit.b1[..., None], hit.b2[..., None]
     b0 = 1.0 - b1 - b2
-    verts = arrays.vertices if arrays.vertices.shape[0] else jnp.zeros((1, 3), jnp.float32)
-    v0, v1, v2 = verts[f[..., 0]], verts[f[..., 1]], verts[f[..., 2]]
+
+    def corners(table):
+        t = _nonempty(table)
+        return t[f[..., 0]], t[f[..., 1]], t[f[..., 2]]
+
+    def interpolate(table):
+        a, b, c = corners(table)
+        return b0 * a + b1 * b + b2 * c
+
+    v0, v1, v2 = corners(arrays.vertices)
     p = b0 * v0 + b1 * v1 + b2 * v2
-    shape_tab = jnp.asarray(arrays.shape_of_face if arrays.shape_of_face.size else np.zeros(1, np.int32))
-    shape = shape_tab[prim]
-    flip = jnp.asarray(arrays.flip_shape if arrays.flip_shape.size else np.zeros(1, bool))[shape]
-    sign = jnp.where(flip, -1.0, 1.0)[..., None]
+    shape = _nonempty(arrays.shape_of_face)[prim]
+    sign = jnp.where(_nonempty(arrays.flip_shape)[shape], -1.0, 1.0)[..., None]
     n = safe_normalize(jnp.cross(v1 - v0, v2 - v0)) * sign
-    norms = arrays.normals if arrays.normals.shape[0] else jnp.zeros((1, 3), jnp.float32)
-    sh = b0 * norms[f[..., 0]] + b1 * norms[f[..., 1]] + b2 * norms[f[..., 2]]
-    smooth = jnp.asarray(arrays.smooth_shape if arrays.smooth_shape.size else np.zeros(1, bool))[shape]
-    sh_n = jnp.where(smooth[..., None], safe_normalize(sh) * sign, n)
-    uvs = arrays.uvs if arrays.uvs.shape[0] else jnp.zeros((1, 2), jnp.float32)
-    uv = b0 * uvs[f[..., 0]] + b1 * uvs[f[..., 1]] + b2 * uvs[f[..., 2]]
-    bsdf = jnp.asarray(arrays.bsdf_of_shape if arrays.bsdf_of_shape.size else np.zeros(1, np.int32))[shape]
-    emitter = jnp.asarray(arrays.emitter_of_shape if arrays.emitter_of_shape.size
-                          else -np.ones(1, np.int32))[shape]
+    smooth = _nonempty(arrays.smooth_shape)[shape]
+    sh_n = jnp.where(smooth[..., None], safe_normalize(interpolate(arrays.normals)) * sign, n)
+    uv = interpolate(arrays.uvs)
+    bsdf = _nonempty(arrays.bsdf_of_shape)[shape]
+    emitter = _nonempty(arrays.emitter_of_shape, fill=-1)[shape]
     v3 = valid[..., None]
     return Interaction(
         valid=valid,
         p=jnp.where(v3, p, 0.0),
         n=jnp.where(v3, n, 0.0),
         sh_n=jnp.where(v3, sh_n, 0.0),
-        uv=jnp.where(valid[..., None], uv, 0.0),
+        uv=jnp.where(v3, uv, 0.0),
         t=jnp.where(valid, hit.t, jnp.inf),
         shape=jnp.where(valid, shape, -1),
         bsdf=jnp.where(valid, bsdf, -1),
