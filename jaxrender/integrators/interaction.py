@@ -152,6 +152,9 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
 
 def offset_origin(p, n, d):
     """Mitsuba's spawn_ray origin: p pushed off the surface to d's side of n."""
-    mag = (1.0 + jnp.max(jnp.abs(p), axis=-1, keepdims=True)) * RAY_EPSILON
+    # The offset's size is a numerical guard, not geometry: detached. (Its
+    # derivative through jnp.max divides by the count of maxima, which XLA
+    # can make 0/0 when it recomputes p in two fusions that round apart.)
+    mag = jax.lax.stop_gradient((1.0 + jnp.max(jnp.abs(p), axis=-1, keepdims=True)) * RAY_EPSILON)
     side = jnp.where(dot(n, d)[..., None] >= 0, 1.0, -1.0)
     return p + n * mag * side
