@@ -1,7 +1,6 @@
-"""Helpers shared by the examples: an image loss with an unbiased gradient,
-command lines that also work in notebooks, false-colour derivative images,
-and line plots drawn with Pillow (so the examples need nothing beyond
-jaxrender's own dependencies)."""
+"""Helpers shared by the examples: command lines that also work in notebooks,
+false-colour derivative images, and line plots drawn with Pillow (so the
+examples need nothing beyond jaxrender's own dependencies)."""
 
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -33,27 +30,6 @@ def parse_args(parser, argv=None):
     if argv is None:
         argv = [] if "ipykernel" in sys.modules else sys.argv[1:]
     return parser.parse_args(shlex.split(os.environ.get(ARGS_VARIABLE, "")) + list(argv))
-
-
-def image_loss(render, params, reference, key):
-    """The mean squared error of `render(params, key)` against `reference`,
-    and an unbiased estimate of its gradient with respect to params.
-
-    Differentiating (I - ref)^2 through one noisy render I is biased: I and
-    its derivative come from the same samples, so their noise is correlated,
-    and the expected gradient also descends the variance of I (for a
-    reflectance or an emitter, towards darker). As Mitsuba does (its
-    `seed_grad`; `unbiased=True` in Mitsuba 2), the residual I - ref comes
-    from one render and the derivative of I from a second, independent one.
-
-    Returns (loss, gradient (a pytree like params), the first render).
-    """
-    key_primal, key_grad = jax.random.split(key)
-    image = render(params, key_primal)
-    residual = jax.lax.stop_gradient(image - reference)
-    _, vjp = jax.vjp(lambda p: render(p, key_grad), params)
-    (grad,) = vjp(2.0 * residual / residual.size)
-    return jnp.mean(residual**2), grad, image
 
 
 def output_dir(path) -> Path:

