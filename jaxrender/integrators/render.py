@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators.aov import aov_channels, trace_aovs
+from jaxrender.integrators.boundary import boundary_term, jvp_nonzero
 from jaxrender.integrators.direct import trace_direct
+from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import check_supported
 from jaxrender.integrators.path import trace_paths
@@ -52,47 +52,9 @@ def _camera(scene: Scene, sensor) -> PerspectiveCamera:
     return scene.sensors[sensor]
 
 
-def _filter_weight(rfilter, x):
-    """Mitsuba's 1D reconstruction filters at offsets x from a pixel centre."""
-    if rfilter.type == "tent":
-        return jnp.maximum(0.0, 1.0 - jnp.abs(x) / rfilter.radius)
-    if rfilter.type == "gaussian":
-        alpha = -1.0 / (2.0 * rfilter.stddev**2)
-        cut = jnp.exp(alpha * rfilter.radius**2)
-        return jnp.maximum(0.0, jnp.exp(alpha * x * x) - cut)
-    return (jnp.abs(x) <= rfilter.radius).astype(jnp.float32)  # box
-
-
-def _splat(rfilter, values, offsets, height, width):
-    """Weighted splat of samples (S, H, W, C) taken at `offsets` (S, H, W, 2)
-    inside their pixels into every pixel within the filter's radius.
-    Returns (weighted sums (H, W, C), weight sums (H, W, 1)). Samples stay in
-    their own pixel's cell, so each neighbour is one static shift."""
-    r = int(math.ceil(rfilter.radius - 0.5)) if rfilter.radius > 0.5 else 0  # static
-    c = values.shape[-1]
-    acc = jnp.zeros((height + 2 * r, width + 2 * r, c), jnp.float32)
-    wsum = jnp.zeros((height + 2 * r, width + 2 * r, 1), jnp.float32)
-    for dy in range(-r, r + 1):
-        wy = _filter_weight(rfilter, dy + 0.5 - offsets[..., 1])
-        for dx in range(-r, r + 1):
-            w = (wy * _filter_weight(rfilter, dx + 0.5 - offsets[..., 0]))[..., None]
-            acc = acc.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w * values, axis=0))
-            wsum = wsum.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w, axis=0))
-    return acc[r:r + height, r:r + width], wsum[r:r + height, r:r + width]
-
-
-def _clip_t_max(camera: PerspectiveCamera, d):
-    """Camera rays start on the near plane and end on the far plane (Mitsuba 3:
-    maxt = (far_clip - near_clip) / cos, cos to the view axis)."""
-    forward = camera.to_world[:3, 2]
-    forward = forward / jnp.linalg.norm(forward)
-    cos = jnp.maximum(d @ forward, 1e-6)
-    return (camera.far_clip - camera.near_clip) / cos
-
-
 def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, key=None,
            seed: int = 0, key_grad=None, seed_grad: int | None = None,
-           spp_grad: int | None = None) -> jax.Array:
+           spp_grad: int | None = None, boundary: bool = True) -> jax.Array:
     """Renders a scene; differentiable in every float leaf of `scene` and of
     the camera.
 
@@ -122,6 +84,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         measure). Mitsuba 3 decouples by default.
       spp_grad: samples per pixel of the derivative render (default `spp`);
         only with key_grad / seed_grad.
+      boundary: include the primary-edge boundary term in derivatives
+        (`jaxrender.integrators.boundary`): silhouettes and creases moving
+        across pixels when vertices, `to_world` or the camera change. It
+        adds nothing to the image and costs nothing unless geometry or the
+        camera is differentiated; one edge sample per pixel sample. `aov`
+        has none. Shadows and other secondary edges are not included yet.
 
     Returns:
       float32 (height, width, 3) linear RGB; for "aov", (height, width, C):
@@ -151,11 +119,11 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     if key_grad is None and seed_grad is None:
         if spp_grad is not None:
             raise ValueError("spp_grad needs key_grad or seed_grad (the decoupled derivative render)")
-        return _render(scene, camera, cfg, spp, key)
+        return _render(scene, camera, cfg, spp, key, boundary)
     if key_grad is None:
         key_grad = jax.random.key(seed_grad)
     spp_grad = spp if spp_grad is None else _positive(spp_grad, "spp_grad")
-    return _decoupled((cfg, spp, spp_grad), scene, camera, key, key_grad)
+    return _decoupled((cfg, spp, spp_grad, boundary), scene, camera, key, key_grad)
 
 
 def _positive(n, name):
@@ -168,38 +136,26 @@ def _positive(n, name):
 def _decoupled(config, scene, camera, key, key_grad):
     """The render with `key`, whose derivative is that of the render with
     `key_grad` (independent samples)."""
-    cfg, spp, _ = config
-    return _render(scene, camera, cfg, spp, key)
+    cfg, spp, _, boundary = config
+    return _render(scene, camera, cfg, spp, key, boundary)
 
 
 def _decoupled_jvp(config, primals, tangents):
-    cfg, spp, spp_grad = config
+    cfg, spp, spp_grad, boundary = config
     scene, camera, key, key_grad = primals
-    image = _render(scene, camera, cfg, spp, key)
-    # Tangents arrive per leaf, symbolic where zero: differentiate only with
-    # respect to the leaves that carry one (instantiated zeros would cost a
-    # geometry jvp per render and can meet inf * 0).
-    leaves, tree = jax.tree.flatten((scene, camera))
-    d_leaves = jax.tree.leaves(tangents[:2], is_leaf=lambda x: isinstance(x, SymbolicZero))
-    active = [i for i, t in enumerate(d_leaves) if not isinstance(t, SymbolicZero)]
-    if not active:
-        return image, jnp.zeros_like(image)
-
-    def grad_render(*xs):
-        values = list(leaves)
-        for i, x in zip(active, xs):
-            values[i] = x
-        s, c = jax.tree.unflatten(tree, values)
-        return _render(s, c, cfg, spp_grad, key_grad)
-
-    _, d_image = jax.jvp(grad_render, tuple(leaves[i] for i in active), tuple(d_leaves[i] for i in active))
-    return image, d_image
+    image = _render(scene, camera, cfg, spp, key, boundary)
+    # Tangents arrive symbolic where zero: only leaves that carry one are
+    # differentiated (instantiated zeros would cost a geometry jvp per render).
+    _, d_image = jvp_nonzero(lambda s, c: _render(s, c, cfg, spp_grad, key_grad, boundary), (scene, camera),
+                             tangents[:2])
+    return image, jnp.zeros_like(image) if d_image is None else d_image
 
 
 _decoupled.defjvp(_decoupled_jvp, symbolic_zeros=True)
 
 
-def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key) -> jax.Array:
+def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
+            boundary: bool) -> jax.Array:
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
     width, height = camera.film.width, camera.film.height
     pixels = width * height
@@ -209,25 +165,25 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         per_pass -= 1
     passes = spp // per_pass
     arrays = prepare_scene(scene)
+    trace = {"aov": trace_aovs, "direct": trace_direct, "path": trace_paths}[cfg.type]
 
     def one_pass(i, total):
         k = jax.random.fold_in(key, i)
-        k_pix, k_path = jax.random.split(k)
+        k_pix, k_path, k_edge = jax.random.split(k, 3)
         offsets = jax.random.uniform(k_pix, (per_pass, height, width, 2), jnp.float32)
         o, d = camera_rays(camera, offsets)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-        t_max = _clip_t_max(camera, d)
-        if cfg.type == "aov":
-            value = trace_aovs(scene, arrays, cfg, o, d, k_path, t_max)
-        elif cfg.type == "direct":
-            value = trace_direct(scene, arrays, cfg, o, d, k_path, t_max)
-        else:
-            value = trace_paths(scene, arrays, cfg, o, d, k_path, t_max)
+        t_max = clip_t_max(camera, d)
+        value = trace(scene, arrays, cfg, o, d, k_path, t_max)
         value = value.reshape(per_pass, height, width, channels)
+        if cfg.type != "aov" and boundary:
+            edges = boundary_term((cfg, per_pass * pixels, per_pass), trace, scene, camera, k_edge)
+        else:
+            edges = 0.0
         if box:
-            return total[0] + value.sum(0), total[1]
-        acc, wsum = _splat(rfilter, value, offsets, height, width)
-        return total[0] + acc, total[1] + wsum
+            return total[0] + value.sum(0) + edges, total[1]
+        acc, wsum = splat(rfilter, value, offsets, height, width)
+        return total[0] + acc + edges, total[1] + wsum
 
     rfilter = camera.film.rfilter
     box = rfilter.type == "box" and rfilter.radius <= 0.5

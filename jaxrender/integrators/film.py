@@ -1,0 +1,53 @@
+"""The film: reconstruction filters, splatting samples into pixels, and the
+camera rays' far clip."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from jaxrender.scene import PerspectiveCamera
+
+
+def filter_weight(rfilter, x):
+    """Mitsuba's 1D reconstruction filters at offsets x from a pixel centre."""
+    if rfilter.type == "tent":
+        return jnp.maximum(0.0, 1.0 - jnp.abs(x) / rfilter.radius)
+    if rfilter.type == "gaussian":
+        alpha = -1.0 / (2.0 * rfilter.stddev**2)
+        cut = jnp.exp(alpha * rfilter.radius**2)
+        return jnp.maximum(0.0, jnp.exp(alpha * x * x) - cut)
+    return (jnp.abs(x) <= rfilter.radius).astype(jnp.float32)  # box
+
+
+def filter_reach(rfilter) -> int:
+    """How many pixels beyond its own a sample's filter reaches (static)."""
+    return int(math.ceil(rfilter.radius - 0.5)) if rfilter.radius > 0.5 else 0
+
+
+def splat(rfilter, values, offsets, height, width):
+    """Weighted splat of samples (S, H, W, C) taken at `offsets` (S, H, W, 2)
+    inside their pixels into every pixel within the filter's radius.
+    Returns (weighted sums (H, W, C), weight sums (H, W, 1)). Samples stay in
+    their own pixel's cell, so each neighbour is one static shift."""
+    r = filter_reach(rfilter)
+    c = values.shape[-1]
+    acc = jnp.zeros((height + 2 * r, width + 2 * r, c), jnp.float32)
+    wsum = jnp.zeros((height + 2 * r, width + 2 * r, 1), jnp.float32)
+    for dy in range(-r, r + 1):
+        wy = filter_weight(rfilter, dy + 0.5 - offsets[..., 1])
+        for dx in range(-r, r + 1):
+            w = (wy * filter_weight(rfilter, dx + 0.5 - offsets[..., 0]))[..., None]
+            acc = acc.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w * values, axis=0))
+            wsum = wsum.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w, axis=0))
+    return acc[r:r + height, r:r + width], wsum[r:r + height, r:r + width]
+
+
+def clip_t_max(camera: PerspectiveCamera, d):
+    """Camera rays start on the near plane and end on the far plane (Mitsuba 3:
+    maxt = (far_clip - near_clip) / cos, cos to the view axis)."""
+    forward = camera.to_world[:3, 2]
+    forward = forward / jnp.linalg.norm(forward)
+    cos = jnp.maximum(d @ forward, 1e-6)
+    return (camera.far_clip - camera.near_clip) / cos
