@@ -154,6 +154,10 @@ def _decoupled_jvp(config, primals, tangents):
 _decoupled.defjvp(_decoupled_jvp, symbolic_zeros=True)
 
 
+# Jitted so that calls outside the user's jit reuse the compiled render
+# (keyed on the scene's static structure, the integrator and spp) instead of
+# recompiling the pass loop each time; inside a jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(2, 3, 5))
 def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
             boundary: bool) -> jax.Array:
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
