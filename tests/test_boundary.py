@@ -52,7 +52,7 @@ def _check(move, scene, step, spp=64, interior=True):
 
     jvp = jax.jit(lambda b: jax.jvp(lambda x: image(x, spp, jax.random.key(1), b), (0.0,), (1.0,))[1],
                   static_argnums=0)
-    f = jax.jit(lambda x: image(x, 1024, jax.random.key(2)))
+    f = jax.jit(lambda x: image(x, max(1024, spp), jax.random.key(2)))
     fd = (f(step) - f(-step)) / (2 * step)
     return jvp(True), jvp(False) if interior else None, fd, image
 
@@ -131,3 +131,29 @@ def test_unwelded_cube_gets_the_welded_cubes_gradient(tmp_path):
     assert _rel(d_cube, fd) < BOUND, _rel(d_cube, fd)
     assert _rel(d_welded, fd) < BOUND, _rel(d_welded, fd)
     assert _rel(d0, fd) > 0.5
+
+
+SHADOW = """<scene version="3.0.0">
+  <integrator type="direct"/>
+  <sensor type="perspective"><float name="fov" value="40"/>
+    <transform name="to_world"><lookat origin="0, 0, 4" target="0, 0, 0" up="0, 1, 0"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+  <shape type="rectangle" id="floor"><transform name="to_world"><scale value="1.5"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="rectangle" id="blocker"><transform name="to_world"><scale value="0.35"/><translate z="0.8"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="rectangle" id="lamp"><transform name="to_world"><scale value="0.3"/><rotate x="1" angle="180"/><translate z="2.0"/></transform>
+    <emitter type="area"><rgb name="radiance" value="20, 20, 20"/></emitter></shape>
+</scene>"""
+
+
+def test_shadow_of_a_translated_occluder():
+    """An occluder between a small area light and a floor, seen from above
+    behind the light (the lamp hides the occluder, so only the penumbra on
+    the floor moves: a pure secondary-edge derivative). Uniform edge sampling
+    is noisy: 2048 spp, measured 9% error (13% noise between keys), bound
+    25%; without boundary terms the derivative is zero."""
+    scene = jr.load_string(SHADOW)
+    d, d0, fd, _ = _check(_translate("blocker.to_world"), scene, 0.03, spp=2048)
+    assert _rel(d, fd) < 0.25, _rel(d, fd)
+    assert _rel(d0, fd) > 0.95

@@ -31,8 +31,16 @@ faces do not share vertices (Mitsuba's 24-vertex `cube`) gets the same,
 single-counted edges as its welded version. Edges with an end behind the
 near plane are skipped.
 
-Not included (yet): secondary edges (shadows, edges hiding part of an
-emitter, and visibility changes after the first bounce).
+Secondary edges for direct illumination (`shadow_term`): at the first hit x
+of each camera sample, a point y on a scene edge (uniform by length over
+the unique edges) that is a silhouette as seen from x and visible from it
+bounds the emitters' visibility; the radiance arriving just beside the edge
+on both sides (emission only) times the BSDF gives the jump, and the
+sample enters as weight * n . (y(theta) - x(theta)), with n the normal of the
+plane through x and the edge, x moving with the camera ray's hit point.
+Uniform edge sampling is simple and unbiased but noisy: most sampled edges
+are not silhouettes from x (measured ~13% noise at 2048 spp on a 16x16
+shadow scene). Not included: visibility changes after the first bounce.
 """
 
 from __future__ import annotations
@@ -45,11 +53,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from jaxrender.geometry import occluded
 from jaxrender.geometry.world import flatten_scene
 from jaxrender.integrators._math import dot, safe_normalize
+from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
-from jaxrender.integrators.interaction import prepare_scene
-from jaxrender.scene import IntegratorConfig, PerspectiveCamera, Scene, transform_points
+from jaxrender.integrators.interaction import (
+    offset_origin,
+    prepare_scene,
+    surface_interaction,
+)
+from jaxrender.integrators.interaction import trace as trace_rays
+from jaxrender.integrators.lights import light_tables
+from jaxrender.integrators.path import emission_along
+from jaxrender.integrators.warp import make_frame, to_local
+from jaxrender.scene import (
+    IntegratorConfig,
+    PerspectiveCamera,
+    Scene,
+    camera_rays,
+    transform_points,
+)
 from jaxrender.scene.sensors import sample_ray
 
 # Offset of the two radiance samples from the edge, in pixels: far enough
@@ -91,10 +115,12 @@ def _project(camera: PerspectiveCamera, points):
     return jnp.stack([fx, fy], -1), z
 
 
-def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, eye):
-    """Every half-edge of the scene, deduplicated by position: returns
-    (v0, v1) global vertex indices (3F,) and a bool mask (3F,) of the unique
-    edges that can be discontinuities as seen from `eye`."""
+def _unique_edges(vertices, faces, shape_of_face):
+    """Every half-edge of the scene, sorted so that the half-edges of one
+    geometric edge (same shape, same end positions) are adjacent. Returns
+    (ia, ib, face1, face2, first, shape): end vertex indices (3F,), the
+    half-edge's face and the next one's on the same edge (-1: none), whether
+    it is the first of its edge (the one to sample), and its shape index."""
     f = np.asarray(faces)
     nf = f.shape[0]
     a = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
@@ -116,16 +142,23 @@ def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, eye)
     sk = [k[order] for k in keys]
     same_prev = functools.reduce(jnp.logical_and, [jnp.concatenate([jnp.zeros(1, bool), k[1:] == k[:-1]]) for k in sk])
     same_next = jnp.concatenate([same_prev[1:], jnp.zeros(1, bool)])
-    first = ~same_prev
     face1 = jnp.asarray(face)[order]
     face2 = jnp.where(same_next, jnp.roll(face1, -1), -1)
-    ia, ib = ia[order], ib[order]
+    return ia[order], ib[order], face1, face2, ~same_prev, sk[0]
 
-    def face_normal(fi):
-        tri = v[jnp.asarray(f)[jnp.maximum(fi, 0)]]
-        return safe_normalize(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
 
-    n1, n2 = face_normal(face1), face_normal(face2)
+def _face_normals(vertices, faces, fi):
+    v = jax.lax.stop_gradient(vertices)
+    tri = v[jnp.asarray(faces)[jnp.maximum(fi, 0)]]
+    return safe_normalize(jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]))
+
+
+def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, eye):
+    """The unique edges that can be discontinuities of the image seen from
+    `eye`: returns (v0, v1) global vertex indices (3F,) and a bool mask."""
+    ia, ib, face1, face2, first, shape = _unique_edges(vertices, faces, shape_of_face)
+    v = jax.lax.stop_gradient(vertices)
+    n1, n2 = _face_normals(vertices, faces, face1), _face_normals(vertices, faces, face2)
     to_eye = eye - v[ia]
     silhouette = (dot(n1, to_eye) > 0) != (dot(n2, to_eye) > 0)
     # Shading jumps across an edge when the faces' normals differ (flat
@@ -135,7 +168,7 @@ def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, eye)
     ja, jb = jnp.roll(ia, -1), jnp.roll(ib, -1)
     nv = jax.lax.stop_gradient(normals)
     split_normals = (dot(nv[ia], nv[ja]) < 1.0 - 1e-6) | (dot(nv[ib], nv[jb]) < 1.0 - 1e-6)
-    crease = (face2 >= 0) & jnp.where(jnp.asarray(flat)[sk[0]], dot(n1, n2) < 1.0 - 1e-6, split_normals)
+    crease = (face2 >= 0) & jnp.where(jnp.asarray(flat)[shape], dot(n1, n2) < 1.0 - 1e-6, split_normals)
     # Three or more faces on one edge: the extras pair with nothing here and
     # are treated as boundary edges of their own.
     candidate = first & ((face2 < 0) | silhouette | crease)
@@ -239,23 +272,132 @@ def _boundary_term_jvp(config, trace, primals, tangents):
     d_scene, d_camera = tangents[0], tangents[1]
     zero = boundary_term(config, trace, scene, camera, key)
     # Only the geometry and the camera move edges.
-    moving = ([(m.vertex_positions, m.to_world) for m in scene.shapes], camera.to_world, camera.fov)
-    d_moving = ([(m.vertex_positions, m.to_world) for m in d_scene.shapes], d_camera.to_world, d_camera.fov)
-    if all(isinstance(t, SymbolicZero) for t in jax.tree.leaves(d_moving, is_leaf=lambda x: isinstance(x, SymbolicZero))):
+    d_moving = _moving(d_scene, d_camera)
+    if _all_zero(d_moving):
         return zero, jnp.zeros_like(zero)
     edges = sample_edges(scene, camera, cfg, key, n, trace)
 
     def film_points(geometry, to_world, fov):
-        shapes = tuple(dataclasses.replace(m, vertex_positions=v, to_world=t)
-                       for m, (v, t) in zip(scene.shapes, geometry))
-        vertices = flatten_scene(dataclasses.replace(scene, shapes=shapes)).vertices
+        s, c = _with_moving(scene, camera, geometry, to_world, fov)
+        vertices = flatten_scene(s).vertices
         t = edges["t"][:, None]
         points = (1.0 - t) * vertices[edges["v0"]] + t * vertices[edges["v1"]]
-        return _project(dataclasses.replace(camera, to_world=to_world, fov=fov), points)[0]
+        return _project(c, points)[0]
 
-    _, dx = jvp_nonzero(film_points, moving, d_moving)
+    _, dx = jvp_nonzero(film_points, _moving(scene, camera), d_moving)
     values = edges["weight"] * (scale * jnp.sum(edges["normal"] * dx, -1))[:, None]
     return zero, _splat_edges(camera, values, edges["x"])
 
 
 boundary_term.defjvp(_boundary_term_jvp, symbolic_zeros=True)
+
+
+# Angular offset of the two radiance samples beside a shadow edge, relative
+# to the distance to the edge.
+SHADOW_SIDE_OFFSET = 1e-4
+
+
+def _moving(scene: Scene, camera: PerspectiveCamera):
+    """The leaves that move edges and shading points: the shapes' vertices
+    and to_world, the camera's to_world and fov."""
+    return ([(m.vertex_positions, m.to_world) for m in scene.shapes], camera.to_world, camera.fov)
+
+
+def _with_moving(scene: Scene, camera: PerspectiveCamera, geometry, to_world, fov):
+    shapes = tuple(dataclasses.replace(m, vertex_positions=v, to_world=t) for m, (v, t) in zip(scene.shapes, geometry))
+    return dataclasses.replace(scene, shapes=shapes), dataclasses.replace(camera, to_world=to_world, fov=fov)
+
+
+def _all_zero(tangents) -> bool:
+    return all(isinstance(t, SymbolicZero)
+               for t in jax.tree.leaves(tangents, is_leaf=lambda x: isinstance(x, SymbolicZero)))
+
+
+def _shading_points(scene: Scene, camera: PerspectiveCamera, offsets):
+    """The camera rays through `offsets` (S, H, W, 2) and their first hits."""
+    arrays = prepare_scene(scene)
+    o, d = camera_rays(camera, offsets)
+    o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    si = surface_interaction(arrays, trace_rays(arrays, o, d, clip_t_max(camera, d)), o, d)
+    return arrays, d, si
+
+
+def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key):
+    """Edge samples for the direct-illumination boundary at the first hit of
+    each camera ray: one point on a scene edge (uniform by length over all
+    unique edges), kept where the edge is a silhouette as seen from the
+    shading point x and visible from it. Detached. Returns a dict: edge ends
+    `v0`, `v1`, parameter `s`, plane normal `normal` (N, 3) and `weight`
+    (N, 3) = f(x, w) (L- - L+) sin(phi) / r^2 / pdf, so that the boundary
+    term is weight * normal . (y - x)."""
+    scene, camera = jax.lax.stop_gradient((scene, camera))
+    arrays, d, si = _shading_points(scene, camera, offsets)
+    n = d.shape[0]
+    ia, ib, face1, face2, first, _ = _unique_edges(arrays.vertices, arrays.faces, arrays.shape_of_face)
+    v = arrays.vertices
+    length = jnp.where(first, jnp.linalg.norm(v[ib] - v[ia], axis=-1), 0.0)
+    cdf = jnp.cumsum(length)
+    total = cdf[-1]
+    k_edge, k_pos = jax.random.split(key)
+    e = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_edge, (n,)) * total, side="right"), cdf.shape[0] - 1)
+    s = jax.random.uniform(k_pos, (n,))
+    a, b = v[ia[e]], v[ib[e]]
+    y = a + s[:, None] * (b - a)
+    x = si.p
+    to = y - x
+    r = jnp.linalg.norm(to, axis=-1)
+    w = to / jnp.maximum(r, 1e-20)[:, None]
+    edge_dir = safe_normalize(b - a)
+    c = jnp.cross(edge_dir, w)
+    sin_phi = jnp.linalg.norm(c, axis=-1)
+    plane_n = safe_normalize(c)
+    n1, n2 = _face_normals(v, arrays.faces, face1[e]), _face_normals(v, arrays.faces, face2[e])
+    silhouette = (face2[e] < 0) | ((dot(n1, x - y) > 0) != (dot(n2, x - y) > 0))
+    ok = si.valid & silhouette & (total > 0) & (r > 1e-6) & (sin_phi > 1e-6)
+    origin = offset_origin(x, si.n, w)
+    visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
+    tables = light_tables(scene, arrays)
+    side = SHADOW_SIDE_OFFSET * plane_n
+    radiance = []
+    for sign in (-1.0, 1.0):
+        ws = safe_normalize(w + sign * side)
+        os = offset_origin(x, si.n, ws)
+        si_s = surface_interaction(arrays, trace_rays(arrays, os, ws), os, ws)
+        radiance.append(emission_along(scene, arrays, si_s, ws, tables)[0])
+    frame = make_frame(si.sh_n)
+    f = SceneBSDFs(scene, si.uv, si.bsdf).eval(to_local(frame, -d), to_local(frame, w))
+    weight = f * (radiance[0] - radiance[1]) * (sin_phi / (r * r) * total)[:, None]
+    weight = jnp.where((ok & visible)[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    return {"v0": ia[e], "v1": ib[e], "s": s, "normal": plane_n, "weight": weight}
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def shadow_term(shape, scene: Scene, camera: PerspectiveCamera, offsets, key):
+    """Zeros `shape` (S, H, W, 3) whose derivative is the direct-illumination
+    boundary term (shadow edges, edges hiding part of an emitter) at the
+    first hit of each camera sample through `offsets` (S, H, W, 2): add it to
+    the samples' radiance. Differentiable in the shapes' vertex_positions and
+    to_world and the camera's to_world and fov."""
+    return jnp.zeros(shape, jnp.float32)
+
+
+def _shadow_term_jvp(shape, primals, tangents):
+    scene, camera, offsets, key = primals
+    zero = jnp.zeros(shape, jnp.float32)
+    d_moving = _moving(tangents[0], tangents[1])
+    if _all_zero(d_moving):
+        return zero, zero
+    edges = sample_shadow_edges(scene, camera, offsets, key)
+
+    def distance_across(geometry, to_world, fov):
+        s, c = _with_moving(scene, camera, geometry, to_world, fov)
+        arrays, _, si = _shading_points(s, c, offsets)
+        t = edges["s"][:, None]
+        y = (1.0 - t) * arrays.vertices[edges["v0"]] + t * arrays.vertices[edges["v1"]]
+        return jnp.sum(edges["normal"] * (y - si.p), -1)
+
+    _, dd = jvp_nonzero(distance_across, _moving(scene, camera), d_moving)
+    return zero, (edges["weight"] * dd[:, None]).reshape(shape)
+
+
+shadow_term.defjvp(_shadow_term_jvp, symbolic_zeros=True)

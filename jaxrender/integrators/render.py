@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrender.integrators.aov import aov_channels, trace_aovs
-from jaxrender.integrators.boundary import boundary_term, jvp_nonzero
+from jaxrender.integrators.boundary import boundary_term, jvp_nonzero, shadow_term
 from jaxrender.integrators.direct import trace_direct
 from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
@@ -84,12 +84,15 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         measure). Mitsuba 3 decouples by default.
       spp_grad: samples per pixel of the derivative render (default `spp`);
         only with key_grad / seed_grad.
-      boundary: include the primary-edge boundary term in derivatives
-        (`jaxrender.integrators.boundary`): silhouettes and creases moving
-        across pixels when vertices, `to_world` or the camera change. It
-        adds nothing to the image and costs nothing unless geometry or the
-        camera is differentiated; one edge sample per pixel sample. `aov`
-        has none. Shadows and other secondary edges are not included yet.
+      boundary: include the visibility boundary terms in derivatives
+        (`jaxrender.integrators.boundary`) when vertices, `to_world` or the
+        camera change: primary edges (silhouettes and creases moving across
+        pixels; one edge sample per pixel sample) and the direct-illumination
+        edges at the first hit (shadow edges, edges hiding part of an
+        emitter; one edge sample per camera sample). They add nothing to the
+        image and cost nothing unless geometry or the camera is
+        differentiated. Not included: visibility changes seen after the first
+        bounce (indirect light). `aov` has none.
 
     Returns:
       float32 (height, width, 3) linear RGB; for "aov", (height, width, C):
@@ -180,10 +183,11 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         t_max = clip_t_max(camera, d)
         value = trace(scene, arrays, cfg, o, d, k_path, t_max)
         value = value.reshape(per_pass, height, width, channels)
+        edges = 0.0
         if cfg.type != "aov" and boundary:
+            k_edge, k_shadow = jax.random.split(k_edge)
             edges = boundary_term((cfg, per_pass * pixels, per_pass), trace, scene, camera, k_edge)
-        else:
-            edges = 0.0
+            value = value + shadow_term(value.shape, scene, camera, offsets, k_shadow)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)
