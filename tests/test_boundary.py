@@ -91,12 +91,13 @@ def test_camera_motion_moves_every_silhouette(square):
 
 
 def _welded_cube_obj(path):
+    corners = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1], indexing="ij")).reshape(3, -1).T
+    lines = [f"v {x} {y} {z}" for x, y, z in corners]
+    # Vertex index = 4 (x > 0) + 2 (y > 0) + (z > 0) + 1; outward CCW quads.
+    for a, b, c, d in ([1, 2, 4, 3], [5, 7, 8, 6], [1, 5, 6, 2], [3, 4, 8, 7], [1, 3, 7, 5], [2, 6, 8, 4]):
+        lines += [f"f {a} {b} {c}", f"f {a} {c} {d}"]
     with open(path, "w") as f:
-        for v in np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1], indexing="ij")).reshape(3, -1).T:
-            f.write("v %d %d %d\n" % tuple(v))
-        # Vertex index = 4 (x > 0) + 2 (y > 0) + (z > 0) + 1; outward CCW quads.
-        for q in ([1, 2, 4, 3], [5, 7, 8, 6], [1, 5, 6, 2], [3, 4, 8, 7], [1, 3, 7, 5], [2, 6, 8, 4]):
-            f.write("f %d %d %d\nf %d %d %d\n" % (q[0], q[1], q[2], q[0], q[2], q[3]))
+        f.write("\n".join(lines) + "\n")
 
 
 def test_unwelded_cube_gets_the_welded_cubes_gradient(tmp_path):

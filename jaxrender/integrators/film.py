@@ -23,7 +23,7 @@ def filter_weight(rfilter, x):
 
 def filter_reach(rfilter) -> int:
     """How many pixels beyond its own a sample's filter reaches (static)."""
-    return int(math.ceil(rfilter.radius - 0.5)) if rfilter.radius > 0.5 else 0
+    return math.ceil(rfilter.radius - 0.5) if rfilter.radius > 0.5 else 0
 
 
 def splat(rfilter, values, offsets, height, width):
