@@ -335,7 +335,12 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key):
     n = d.shape[0]
     ia, ib, face1, face2, first, _ = _unique_edges(arrays.vertices, arrays.faces, arrays.shape_of_face)
     v = arrays.vertices
-    length = jnp.where(first, jnp.linalg.norm(v[ib] - v[ia], axis=-1), 0.0)
+    # An interior edge between coplanar faces is a silhouette from nowhere:
+    # leave it out of the distribution (a flat floor's many edges would
+    # otherwise take most samples).
+    flat_pair = (face2 >= 0) & (dot(_face_normals(v, arrays.faces, face1),
+                                    _face_normals(v, arrays.faces, face2)) > 1.0 - 1e-6)
+    length = jnp.where(first & ~flat_pair, jnp.linalg.norm(v[ib] - v[ia], axis=-1), 0.0)
     cdf = jnp.cumsum(length)
     total = cdf[-1]
     k_edge, k_pos = jax.random.split(key)
