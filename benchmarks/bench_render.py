@@ -11,20 +11,10 @@ file, and the ratio. Also checks that both images agree within noise.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+from _common import best_of, load_mitsuba, machine_line
 
 
 def main(argv=None):
@@ -44,8 +34,7 @@ def main(argv=None):
     path = str(jr.BUILTIN_SCENES.get(args.scene, args.scene))
     params = {"res": args.res, "spp": args.spp, "max_depth": args.max_depth}
     samples = args.res * args.res * args.spp
-    print(f"# {platform.node()}: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(machine_line())
     print(f"# {args.scene}: {args.res}x{args.res}, {args.spp} spp, path max_depth {args.max_depth}")
 
     scene = jr.load_file(path, **params)
@@ -60,14 +49,10 @@ def main(argv=None):
 
     if args.no_mitsuba:
         return
-    try:
-        import drjit as dr
-        import mitsuba as mi
-
-        mi.set_variant("llvm_ad_rgb")
-    except Exception as e:  # no mitsuba, or no libllvm19
-        print(f"mitsuba: unavailable ({e})")
+    loaded = load_mitsuba("llvm_ad_rgb")
+    if loaded is None:
         return
+    mi, dr = loaded
     ms = mi.load_file(path, optimize=False, **params)
 
     def mi_render():

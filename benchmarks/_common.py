@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts (run them as
+`python benchmarks/<script>.py`: this folder is then first on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+
+def best_of(fn, repeats):
+    """(best wall time over `repeats` calls of fn, the last call's result)."""
+    times = []
+    out = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def best_of_wall_cpu(fn, repeats):
+    """(best wall time, best process CPU time (all threads), the last call's
+    result) over `repeats` calls of fn. On a shared machine CPU time is the
+    steadier measure of work; wall time is what a user waits."""
+    walls, cpus = [], []
+    out = None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus), out
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def machine_line() -> str:
+    """'# host: N CPUs, load average L; jax V on PLATFORM' (imports jax)."""
+    import jax
+
+    return (f"# {platform.node()}: {os.cpu_count()} CPUs, load average {load_average():.2f}; "
+            f"jax {jax.__version__} on {jax.devices()[0].platform}")
+
+
+def load_mitsuba(variant: str = "llvm_ad_rgb"):
+    """(mitsuba, drjit) with `variant` set, or None after printing why not
+    (package missing, or libLLVM not found for the llvm variants)."""
+    try:
+        import drjit as dr
+        import mitsuba as mi
+
+        mi.set_variant(variant)
+    except Exception as e:  # no mitsuba, or no libllvm19
+        print(f"mitsuba: unavailable ({e})")
+        return None
+    return mi, dr
