@@ -634,11 +634,6 @@ def lit_small():
     return g, jax.jit(lambda p, c, tp, tc, key: jax.jvp(lambda p, c: loss(p, c, key), (p, c), (tp, tc)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "boundary.py's secondary-edge (shadow) term counts the area light's own boundary edges: with the "
-    "light sampled by area (next-event estimation), the interior derivative already moves the samples "
-    "with the light, so the term double-counts (31% off for fov, 36% for the floor's to_world, 20x for "
-    "the light's to_world; exact with boundary=False). See the issue-5 report."))
 @pytest.mark.parametrize("name", ["Sensor[0].fov", "floor.to_world", "light.to_world"])
 def test_boundary_term_adds_nothing_here(lit_small, name):
     """render's default boundary=True on a scene where nothing changes

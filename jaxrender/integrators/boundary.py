@@ -66,7 +66,7 @@ from jaxrender.integrators.interaction import (
 from jaxrender.integrators.interaction import trace as trace_rays
 from jaxrender.integrators.lights import light_tables
 from jaxrender.integrators.path import emission_along
-from jaxrender.integrators.warp import make_frame, to_local
+from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import (
     IntegratorConfig,
     PerspectiveCamera,
@@ -322,14 +322,15 @@ def _shading_points(scene: Scene, camera: PerspectiveCamera, offsets):
     return arrays, d, si
 
 
-def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key):
+def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
     """Edge samples for the direct-illumination boundary at the first hit of
     each camera ray: one point on a scene edge (uniform by length over all
     unique edges), kept where the edge is a silhouette as seen from the
     shading point x and visible from it. Detached. Returns a dict: edge ends
     `v0`, `v1`, parameter `s`, plane normal `normal` (N, 3) and `weight`
     (N, 3) = f(x, w) (L- - L+) sin(phi) / r^2 / pdf, so that the boundary
-    term is weight * normal . (y - x)."""
+    term is weight * normal . (y - x). frac_em, frac_bsdf: the integrator's
+    sample shares of emitter and BSDF sampling, for its MIS weights."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
     arrays, d, si = _shading_points(scene, camera, offsets)
     n = d.shape[0]
@@ -363,36 +364,48 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key):
     visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
     tables = light_tables(scene, arrays)
     side = SHADOW_SIDE_OFFSET * plane_n
+    frame = make_frame(si.sh_n)
+    wi = to_local(frame, -d)
+    bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+    edge_shape = jnp.asarray(arrays.shape_of_face)[face1[e]]
     radiance = []
     for sign in (-1.0, 1.0):
         ws = safe_normalize(w + sign * side)
         os = offset_origin(x, si.n, ws)
         si_s = surface_interaction(arrays, trace_rays(arrays, os, ws), os, ws)
-        radiance.append(emission_along(scene, arrays, si_s, ws, tables)[0])
-    frame = make_frame(si.sh_n)
-    f = SceneBSDFs(scene, si.uv, si.bsdf).eval(to_local(frame, -d), to_local(frame, w))
+        le, pdf_em = emission_along(scene, arrays, si_s, ws, tables)
+        # Emitter sampling parametrizes an area light by its own surface, so
+        # its samples already move with its outline: a light's own edge is a
+        # discontinuity only of the BSDF-sampling strategy, and counts with
+        # that strategy's MIS weight (occluders' edges count fully).
+        own = si_s.valid & (si_s.shape == edge_shape)
+        w_em = power_heuristic(pdf_em * frac_em, bsdfs.pdf(wi, to_local(frame, ws)) * frac_bsdf)
+        radiance.append(le * jnp.where(own, 1.0 - w_em, 1.0)[:, None])
+    f = bsdfs.eval(wi, to_local(frame, w))
     weight = f * (radiance[0] - radiance[1]) * (sin_phi / (r * r) * total)[:, None]
     weight = jnp.where((ok & visible)[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
     return {"v0": ia[e], "v1": ib[e], "s": s, "normal": plane_n, "weight": weight}
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def shadow_term(shape, scene: Scene, camera: PerspectiveCamera, offsets, key):
-    """Zeros `shape` (S, H, W, 3) whose derivative is the direct-illumination
+def shadow_term(config, scene: Scene, camera: PerspectiveCamera, offsets, key):
+    """Zeros (S, H, W, 3) whose derivative is the direct-illumination
     boundary term (shadow edges, edges hiding part of an emitter) at the
     first hit of each camera sample through `offsets` (S, H, W, 2): add it to
     the samples' radiance. Differentiable in the shapes' vertex_positions and
-    to_world and the camera's to_world and fov."""
-    return jnp.zeros(shape, jnp.float32)
+    to_world and the camera's to_world and fov. config: (shape, frac_em,
+    frac_bsdf), static: the output shape and the integrator's MIS shares."""
+    return jnp.zeros(config[0], jnp.float32)
 
 
-def _shadow_term_jvp(shape, primals, tangents):
+def _shadow_term_jvp(config, primals, tangents):
+    shape, frac_em, frac_bsdf = config
     scene, camera, offsets, key = primals
     zero = jnp.zeros(shape, jnp.float32)
     d_moving = _moving(tangents[0], tangents[1])
     if _all_zero(d_moving):
         return zero, zero
-    edges = sample_shadow_edges(scene, camera, offsets, key)
+    edges = sample_shadow_edges(scene, camera, offsets, key, frac_em, frac_bsdf)
 
     def distance_across(geometry, to_world, fov):
         s, c = _with_moving(scene, camera, geometry, to_world, fov)
