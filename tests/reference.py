@@ -19,6 +19,8 @@ __all__ = [
     "random_rays",
     "surface_points",
     "bounce_rays",
+    "downsample",
+    "rel_mae",
 ]
 
 
@@ -197,3 +199,16 @@ def bounce_rays(vertices, faces, n: int, rng: np.random.Generator, side: str = "
         normal = normal * rng.choice([-1.0, 1.0], size=(n, 1))
     d = cosine_directions(normal, rng)
     return p, d.astype(np.float32), prim
+
+
+def downsample(x, k=4):
+    """Mean over k x k pixel blocks of an (H, W, C) image (ragged edges dropped)."""
+    h, w, c = x.shape
+    return x[: h // k * k, : w // k * k].reshape(h // k, k, w // k, k, c).mean((1, 3))
+
+
+def rel_mae(x, y):
+    """Relative mean absolute error of x against y on 4x4-downsampled images:
+    the metric of the comparisons with Mitsuba (test_render, test_grad_mitsuba)."""
+    x, y = downsample(np.asarray(x)), downsample(np.asarray(y))
+    return float(np.mean(np.abs(x - y)) / np.mean(np.abs(y) + 1e-3))

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import rel_mae as _rel
 
 import jaxrender as jr
 
@@ -42,16 +43,6 @@ SPP = 256
 def _derivative_image(scene, tangents, key):
     x = {k: jr.traverse(scene)[k] for k in tangents}
     return jax.jvp(lambda y: jr.render(jr.replace(scene, y), key=key, spp=SPP), (x,), (tangents,))[1]
-
-
-def _down(x, k=4):
-    h, w, c = x.shape
-    return x[: h // k * k, : w // k * k].reshape(h // k, k, w // k, k, c).mean((1, 3))
-
-
-def _rel(x, y):
-    x, y = _down(x), _down(y)
-    return float(np.mean(np.abs(x - y)) / np.mean(np.abs(y) + 1e-3))
 
 
 def _tangents(name):

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import rel_mae as _rel
 
 import jaxrender as jr
 from jaxrender import cli
@@ -41,16 +42,6 @@ CASES = {
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),
                   static_argnums=2)
-
-
-def _down(x, k=4):
-    h, w, c = x.shape
-    return x[: h // k * k, : w // k * k].reshape(h // k, k, w // k, k, c).mean((1, 3))
-
-
-def _rel(x, y):
-    x, y = _down(x), _down(y)
-    return float(np.mean(np.abs(x - y)) / np.mean(np.abs(y) + 1e-3))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
