@@ -18,12 +18,20 @@ from jaxrender.integrators.path import emission_along, hash_uniform, next_event
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
 
 
+def mis_shares(cfg) -> tuple[float, float]:
+    """The shares of emitter and BSDF samples weighing the integrator's MIS
+    (Mitsuba's m_frac_lum, m_frac_bsdf; path tracing draws one of each)."""
+    if cfg.type != "direct":
+        return 1.0, 1.0
+    total = max(cfg.emitter_samples + cfg.bsdf_samples, 1)
+    return cfg.emitter_samples / total, cfg.bsdf_samples / total
+
+
 def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     """Radiance (N, 3) along camera rays with Mitsuba's direct-illumination estimator."""
     n = origins.shape[0]
     n_em, n_bsdf = cfg.emitter_samples, cfg.bsdf_samples
-    total = max(n_em + n_bsdf, 1)
-    frac_em, frac_bsdf = n_em / total, n_bsdf / total
+    frac_em, frac_bsdf = mis_shares(cfg)
     tables = light_tables(scene, arrays)
     seed = jax.random.bits(key, (), jnp.uint32)
     u = hash_uniform(seed, 0, n, 3 * n_em + 3 * n_bsdf + 1)

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxrender.integrators.aov import aov_channels, trace_aovs
 from jaxrender.integrators.boundary import boundary_term, jvp_nonzero, shadow_term
-from jaxrender.integrators.direct import trace_direct
+from jaxrender.integrators.direct import mis_shares, trace_direct
 from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import check_supported
@@ -129,15 +129,6 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     return _decoupled((cfg, spp, spp_grad, boundary), scene, camera, key, key_grad)
 
 
-def _mis_shares(cfg: IntegratorConfig) -> tuple[float, float]:
-    """The shares of emitter and BSDF samples in the integrator's MIS (as
-    direct.py and path.py weigh them)."""
-    if cfg.type == "direct":
-        total = max(cfg.emitter_samples + cfg.bsdf_samples, 1)
-        return cfg.emitter_samples / total, cfg.bsdf_samples / total
-    return 1.0, 1.0
-
-
 def _positive(n, name):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"{name} must be a positive integer, got {n!r}")
@@ -196,7 +187,7 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
             edges = boundary_term((cfg, per_pass * pixels, per_pass), trace, scene, camera, k_edge)
-            value = value + shadow_term((value.shape, *_mis_shares(cfg)), scene, camera, offsets, k_shadow)
+            value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)
