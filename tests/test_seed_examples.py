@@ -4,8 +4,9 @@ psdr_examples (PSDR-CUDA's two documented examples on a PSDR-dialect scene):
 (a) the derivative image with respect to the rotation angle of Mesh[0] about
 z agrees with central finite differences of the angle; (b) the gradient of
 the RMSE loss with respect to Mesh[0]'s vertex positions points downhill;
-the script's few gradient steps lower the loss; the notebook is the one
-notebooks/make_notebooks.py writes.
+the script's few gradient steps lower the loss. (That its notebook is the one
+notebooks/make_notebooks.py writes is checked with the other notebooks in
+test_examples.py.)
 
 Finite differences: 1024-spp renders with the same key on both sides, a
 2-degree step (~0.1-0.2 px of silhouette motion at 16x16), compared on the
@@ -16,7 +17,6 @@ tests/test_boundary.py.
 from __future__ import annotations
 
 import importlib
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +29,6 @@ import jaxrender as jr
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["psdr_examples"]
 RES, FD_SPP, FD_STEP = 16, 1024, 2.0
 # --ref-spp equals FD_SPP so the target, the clean losses and the finite
@@ -94,16 +93,3 @@ def test_psdr_vertex_gradient_points_downhill(psdr):
     # The optimization's few steps lower the clean (high-spp) loss.
     assert np.all(np.isfinite(r["losses"]))
     assert r["clean_loss_final"] < 0.9 * r["clean_loss_initial"], (r["clean_loss_initial"], r["clean_loss_final"])
-
-
-def test_seed_notebooks_are_generated_from_the_scripts(monkeypatch):
-    monkeypatch.syspath_prepend(str(NOTEBOOKS))
-    make_notebooks = importlib.import_module("make_notebooks")
-    for name in NAMES:
-        assert name in make_notebooks.EXAMPLES
-        script = (EXAMPLES / f"{name}.py").read_text()
-        text = (NOTEBOOKS / f"{name}.ipynb").read_text()
-        assert text == make_notebooks.notebook(script), f"run python notebooks/make_notebooks.py ({name})"
-        cells = json.loads(text)["cells"]
-        code = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code") + "\n"
-        assert code == make_notebooks.code_of(script)
