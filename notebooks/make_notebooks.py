@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ["envmap_recovery", "material_recovery", "derivative_images", "pose_recovery", "psdr_examples"]
+EXAMPLES = ["envmap_recovery", "material_recovery", "derivative_images", "pose_recovery", "shape_recovery",
+            "psdr_examples"]
 
 
 def split_cells(source: str) -> list[tuple[str, str]]:
