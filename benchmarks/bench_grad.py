@@ -1,4 +1,4 @@
-"""Gradient benchmark: the Cornell box's material gradient, jaxrender and Mitsuba 3.
+"""Gradient benchmark: the Cornell box's material gradient (or, --geometry, a shape's), jaxrender and Mitsuba 3.
 
 Default task (issue 5): built-in cbox, 256x256, 16 spp, `path` max_depth 8;
 reverse mode; loss = mean squared error to a reference image; gradient with
@@ -31,12 +31,38 @@ within noise). The standard errors come from the runs themselves, and path
 tracing's per-run gradients are heavy-tailed (fireflies), so a few runs tend
 to underestimate them: trust z from >= 10 runs. The correlated
 `value_and_grad` mean is shown alongside.
+
+Geometry section (issue 6), `--geometry` (instead of the material task):
+tests/data/render/shadow_projective.xml (a cube above a floor under a small
+area light: its silhouette, creases and shadow move), 256x256, 16 spp,
+`direct`; loss = MSE to a target image (our render, 4x the spp, with the cube
+moved by TARGET); gradient with respect to the cube's translation t (3
+scalars: its `to_world` for us, its vertex_positions for Mitsuba). Times, in
+one run and at the same spp, `jit(value_and_grad(loss))` with
+`boundary=False` (interior only: wrong where visibility changes) and with
+`boundary=True` (full), printing (full - interior) / interior (target <=
+1.0), then Mitsuba 3's `direct_projective` (`llvm_ad_rgb`, its defaults:
+sppc = sppp = sppi = spp, octree guiding) reverse mode: `mi.render(scene,
+params, seed, seed_grad)` + loss + `dr.backward`, printing ours / Mitsuba
+(target <= 0.25; `--mi-guiding none` turns off its guiding structure for
+indirectly seen silhouettes, which it rebuilds on every call). Both sides
+decorrelate the primal image from the derivative pass (ours: `render(...,
+key, key_grad)`, Mitsuba's `seed_grad`), so each gradient is an unbiased estimate of d MSE(E[image]) / dt. Agreement:
+the directional derivative along (1, 0.5, 0) of `--check-runs` independent
+gradients per renderer (interior-only too) against central finite
+differences of the primal loss (Mitsuba's `direct` primal, or ours with
+--no-mitsuba; `--fd-runs` seeds of `--fd-spp` spp, step `--fd-step`, the
+same seed on both sides), with standard errors and z.
+
+    python benchmarks/bench_grad.py --geometry [--res 256] [--spp 16] [--repeats 3] [--check-runs 10]
+        [--fd-spp 1024] [--fd-runs 4] [--fd-step 0.01] [--mi-guiding octree|grid|none] [--no-mitsuba]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -140,9 +166,167 @@ def memory_table(path, res, spp, depths):
               f"| {t_compile:.1f} |")
 
 
+GEOMETRY_SCENE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "tests", "data", "render", "shadow_projective.xml")
+OCCLUDER = "occluder"
+TARGET = (0.12, -0.08, 0.0)  # the target image's translation of the occluder
+DIRECTION = (1.0, 0.5, 0.0)  # the directional derivative checked against finite differences
+
+
+def mean_se(xs):
+    xs = np.asarray(xs, np.float64)
+    return xs.mean(), (xs.std(ddof=1) / np.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
+
+
+def geometry(args):
+    """Issue 6: the gradient of an MSE loss with respect to a translation of
+    the occluder, interior-only and full, against Mitsuba's direct_projective
+    and finite differences."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxrender as jr
+
+    path = args.scene or GEOMETRY_SCENE
+    params = {"res": args.res, "spp": args.spp}
+    direction = np.asarray(DIRECTION, np.float64)
+    print(machine_line())
+    print(f"# geometry gradient (issue 6): {os.path.basename(path)}, {args.res}x{args.res}, {args.spp} spp, "
+          f"integrator of the file; loss = MSE to a target image (occluder moved by {TARGET}); "
+          f"d loss / d translation of '{OCCLUDER}' (3 scalars), reverse mode, primal and derivative "
+          "from independent samples on both sides")
+    scene = jr.load_file(path, **params)
+    to_world = jr.traverse(scene)[f"{OCCLUDER}.to_world"]
+
+    def moved(t):
+        return jr.replace(scene, {f"{OCCLUDER}.to_world": jr.translate(t) @ to_world})
+
+    ref = np.asarray(jax.jit(lambda t: jr.render(moved(t), spp=4 * args.spp, key=jax.random.key(12345)))(
+        jnp.asarray(TARGET, jnp.float32)))
+    t0 = jnp.zeros(3, jnp.float32)
+
+    def make_vg(boundary):
+        def loss(t, key, key_grad):
+            image = jr.render(moved(t), key=key, key_grad=key_grad, boundary=boundary)
+            return jnp.mean((image - ref) ** 2)
+        return jax.jit(jax.value_and_grad(loss))
+
+    primal = jax.jit(lambda t, k: jr.render(moved(t), key=k))
+    primal(t0, jax.random.key(0)).block_until_ready()
+    t_primal, c_primal, _ = best_of_wall_cpu(lambda: primal(t0, jax.random.key(1)).block_until_ready(),
+                                             args.repeats)
+    print(f"jaxrender primal:           render {t_primal:.3f} s (CPU {c_primal:.3f} s)")
+    timings, grads = {}, {}
+    for name, boundary in (("interior", False), ("full", True)):
+        vg = make_vg(boundary)
+        keys = (jax.random.key(0), jax.random.key(1))
+        t1 = time.perf_counter()
+        compiled = vg.lower(t0, *keys).compile()
+        compile_s = time.perf_counter() - t1
+        runs = []
+
+        def run(compiled=compiled, runs=runs):
+            i = len(runs)
+            value, g = compiled(t0, jax.random.key(100 + 2 * i), jax.random.key(101 + 2 * i))
+            runs.append(np.asarray(jax.block_until_ready(g), np.float64))
+            return float(value)
+
+        run()  # warm-up
+        wall, cpu, value = best_of_wall_cpu(run, args.repeats)
+        for _ in range(max(0, args.check_runs - len(runs))):
+            run()
+        timings[name], grads[name] = (wall, cpu), runs
+        print(f"jaxrender {name:8s} gradient: compile {compile_s:.1f} s, value_and_grad {wall:.3f} s "
+              f"(CPU {cpu:.3f} s; loss {value:.6f}); {wall / t_primal:.2f}x primal wall, "
+              f"{cpu / c_primal:.2f}x CPU")
+    (wa, ca), (wb, cb) = timings["interior"], timings["full"]
+    print(f"boundary terms' cost (full - interior) / interior: {(wb - wa) / wa:.2f} wall, {(cb - ca) / ca:.2f} CPU "
+          "(target <= 1.0)")
+
+    loaded = None if args.no_mitsuba else load_mitsuba("llvm_ad_rgb")
+    mitsuba = []
+    if loaded is not None:
+        mi, dr = loaded
+        ms = mi.load_file(path, optimize=False, **params)
+        proj = mi.load_dict({"type": "direct_projective", "guiding": args.mi_guiding})
+        mp = mi.traverse(ms)
+        key = f"{OCCLUDER}.vertex_positions"
+        initial = dr.unravel(mi.Point3f, mp[key])
+        ref_mi = mi.TensorXf(ref)
+
+        def mi_grad(seed):
+            theta = mi.Vector3f(0.0)
+            dr.enable_grad(theta)
+            mp[key] = dr.ravel(initial + theta)
+            mp.update()
+            image = mi.render(ms, mp, integrator=proj, spp=args.spp, seed=seed, seed_grad=seed + 10_000)
+            dr.backward(dr.mean(dr.square(image - ref_mi), axis=None))
+            g = np.array([dr.grad(theta)[i][0] for i in range(3)], np.float64)
+            mitsuba.append(g)
+            return g
+
+        t1 = time.perf_counter()
+        mi_grad(0)
+        mi_first = time.perf_counter() - t1
+        t_mi, c_mi, _ = best_of_wall_cpu(lambda: mi_grad(len(mitsuba)), args.repeats)
+        for _ in range(max(0, args.check_runs - len(mitsuba))):
+            mi_grad(len(mitsuba))
+        mp[key] = dr.ravel(initial)
+        mp.update()
+        print(f"mitsuba direct_projective (guiding {args.mi_guiding}): first {mi_first:.2f} s, forward+backward "
+              f"{t_mi:.3f} s (CPU {c_mi:.3f} s)")
+        print(f"ratio jaxrender full / mitsuba gradient time: {wb / t_mi:.2f}x wall, {cb / c_mi:.2f}x CPU "
+              "(target <= 0.25)")
+
+    if args.check_runs <= 0:
+        return
+    # Finite differences of the primal loss along DIRECTION, the same seed on both sides.
+    if loaded is not None:
+        mi, dr = loaded
+        fs = mi.load_file(path, optimize=False, **params)
+        fp = mi.traverse(fs)
+        base = np.array(fp[f"{OCCLUDER}.vertex_positions"]).reshape(-1, 3)
+
+        def loss_at(x, seed):
+            fp[f"{OCCLUDER}.vertex_positions"] = mi.Float((base + x * direction).ravel())
+            fp.update()
+            return float(np.mean((np.array(mi.render(fs, spp=args.fd_spp, seed=seed)) - ref) ** 2))
+        fd_source = "mitsuba primal (the file's integrator)"
+    else:
+        fd_render = jax.jit(lambda t, k: jr.render(moved(t), spp=args.fd_spp, key=k))
+
+        def loss_at(x, seed):
+            t = jnp.asarray(x * direction, jnp.float32)
+            return float(np.mean((np.asarray(fd_render(t, jax.random.key(seed))) - ref) ** 2))
+        fd_source = "jaxrender primal"
+    t1 = time.perf_counter()
+    h = args.fd_step
+    fd = [(loss_at(h, 7000 + i) - loss_at(-h, 7000 + i)) / (2 * h) for i in range(args.fd_runs)]
+    fd_s = time.perf_counter() - t1
+    m_fd, se_fd = mean_se(fd)
+    print(f"\n# d loss / d t along {DIRECTION}: means of independent {args.spp}-spp gradients (z = difference "
+          f"to finite differences / combined standard error); finite differences of the {fd_source} loss, "
+          f"{args.fd_runs} x {args.fd_spp} spp per side, step {h} ({fd_s:.0f} s)")
+    print("| estimate | runs | d loss / d t . dir | +- se | rel. diff to FD | z | gradient (x, y, z) |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| finite differences | {args.fd_runs} | {m_fd:.4e} | {se_fd:.1e} | — | — | — |")
+    rows = [("jaxrender full", grads["full"]), ("jaxrender interior only", grads["interior"])]
+    if mitsuba:
+        rows.append((f"mitsuba direct_projective ({args.mi_guiding})", mitsuba))
+    for name, gs in rows:
+        gs = np.array(gs)
+        m, se = mean_se(gs @ direction)
+        z = (m - m_fd) / np.hypot(se, se_fd)
+        mean = gs.mean(0)
+        print(f"| {name} | {len(gs)} | {m:.4e} | {se:.1e} | {(m - m_fd) / abs(m_fd):+.3f} | {z:+.1f} "
+              f"| {mean[0]:.3e}, {mean[1]:.3e}, {mean[2]:.3e} |")
+    print(f"# load average at the end: {load_average():.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scene", default="cbox")
+    ap.add_argument("--scene", default=None,
+                    help="scene file or built-in name (default: cbox; with --geometry shadow_projective.xml)")
     ap.add_argument("--res", type=int, default=256)
     ap.add_argument("--spp", type=int, default=16)
     ap.add_argument("--max-depth", type=int, default=8)
@@ -155,6 +339,13 @@ def main(argv=None):
     ap.add_argument("--memory", action="store_true", help="also report memory per max_depth")
     ap.add_argument("--memory-res", type=int, default=64)
     ap.add_argument("--memory-depths", default="2,4,8,16")
+    ap.add_argument("--geometry", action="store_true",
+                    help="the geometry-gradient section (issue 6) instead of the material gradient")
+    ap.add_argument("--fd-spp", type=int, default=1024, help="--geometry: spp of the finite differences")
+    ap.add_argument("--fd-runs", type=int, default=4, help="--geometry: seeds of the finite differences")
+    ap.add_argument("--fd-step", type=float, default=0.01, help="--geometry: finite-difference step (scene units)")
+    ap.add_argument("--mi-guiding", default="octree", choices=("octree", "grid", "none"),
+                    help="--geometry: direct_projective's guiding (its default: octree)")
     ap.add_argument("--rss-probe", nargs=4, metavar=("PATH", "RES", "SPP", "DEPTH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -162,6 +353,10 @@ def main(argv=None):
         p, r, s, d = args.rss_probe
         rss_probe(p, int(r), int(s), int(d))
         return
+    if args.geometry:
+        geometry(args)
+        return
+    args.scene = args.scene or "cbox"
 
     import jax
 
