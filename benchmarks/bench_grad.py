@@ -78,13 +78,13 @@ def material_names(params):
     return sorted(k for k in params if k.endswith(".reflectance.value"))
 
 
-def make_loss(scene, names, ref):
+def make_loss(scene, names, ref, integrator=None):
     import jax.numpy as jnp
 
     import jaxrender as jr
 
     def loss(x, key):
-        image = jr.render(jr.replace(scene, x), key=key)
+        image = jr.render(jr.replace(scene, x), integrator, key=key)
         return jnp.mean((image - ref) ** 2)
 
     return loss
@@ -132,7 +132,7 @@ def rss_probe(path, res, spp, depth):
     print(json.dumps({"before_kib": before, "peak_kib": after}))
 
 
-def memory_table(path, res, spp, depths):
+def memory_table(path, res, spp, depths, integrator=None):
     """Compiled memory of our gradient (and primal) pass per max_depth."""
     import jax
 
@@ -148,7 +148,7 @@ def memory_table(path, res, spp, depths):
         names = material_names(params)
         x = {k: params[k] for k in names}
         key = jax.random.key(0)
-        loss = make_loss(scene, names, np.zeros((res, res, 3), np.float32))
+        loss = make_loss(scene, names, np.zeros((res, res, 3), np.float32), integrator)
         t0 = time.perf_counter()
         grad = jax.jit(jax.value_and_grad(loss)).lower(x, key).compile()
         t_compile = time.perf_counter() - t0
@@ -330,6 +330,8 @@ def main(argv=None):
     ap.add_argument("--res", type=int, default=256)
     ap.add_argument("--spp", type=int, default=16)
     ap.add_argument("--max-depth", type=int, default=8)
+    ap.add_argument("--integrator", default="path", choices=("path", "prb"),
+                    help="reverse mode of path tracing: ordinary AD (path) or path replay (prb)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--check-runs", type=int, default=10,
                     help="independent gradient estimates per renderer for the agreement check (0: skip)")
@@ -366,8 +368,8 @@ def main(argv=None):
     params = {"res": args.res, "spp": args.spp, "max_depth": args.max_depth}
     samples = args.res * args.res * args.spp
     print(machine_line())
-    print(f"# {args.scene}: {args.res}x{args.res}, {args.spp} spp, path max_depth {args.max_depth}; "
-          f"reverse mode, loss = MSE to a reference image")
+    print(f"# {args.scene}: {args.res}x{args.res}, {args.spp} spp, {args.integrator} max_depth "
+          f"{args.max_depth}; reverse mode, loss = MSE to a reference image")
 
     scene = jr.load_file(path, **params)
     traversed = jr.traverse(scene)
@@ -375,7 +377,7 @@ def main(argv=None):
     x = {k: traversed[k] for k in names}
     print(f"# parameters: {', '.join(names)} ({sum(int(np.size(v)) for v in x.values())} scalars)")
     ref = reference_image(scene, names, 4 * args.spp)
-    loss = make_loss(scene, names, ref)
+    loss = make_loss(scene, names, ref, args.integrator)
 
     # Our primal: the same scene and spp, parameters as arguments too.
     primal = jax.jit(lambda x, k: jr.render(jr.replace(scene, x), key=k))
@@ -433,7 +435,7 @@ def main(argv=None):
         def decorrelated(x, k_primal, k_grad):
             image = primal(x, k_primal)
             cot = 2.0 * (image - ref) / image.size
-            _, vjp = jax.vjp(lambda y: primal(y, k_grad), x)
+            _, vjp = jax.vjp(lambda y: jr.render(jr.replace(scene, y), args.integrator, key=k_grad), x)
             return vjp(cot)[0]
 
         for i in range(args.check_runs):
@@ -510,7 +512,8 @@ def main(argv=None):
               "until Russian roulette)")
 
     if args.memory:
-        memory_table(path, args.memory_res, args.spp, [int(d) for d in args.memory_depths.split(",")])
+        memory_table(path, args.memory_res, args.spp, [int(d) for d in args.memory_depths.split(",")],
+                     args.integrator)
     print(f"# load average at the end: {load_average():.2f}")
 
 

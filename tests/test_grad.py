@@ -603,19 +603,15 @@ def test_dielectric_ior_jvp(environment):
     _assert_statistically_equal("glass.int_ior", environment, jnp.float32(1.0), 0.03, 0.01, keys=16)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "path.py/direct.py differentiate BSDF samples by reparameterization (the sampled direction moves "
-    "with alpha); under an environment map its MIS weight is piecewise constant in direction, so the "
-    "moving samples cross texel edges and miss that boundary term (derivative ~50% off). Fix: detach "
-    "non-delta sample directions and re-evaluate the BSDF at them (see the issue-5 report)."))
 def test_rough_conductor_alpha_under_environment(environment):
     """The rough conductor's alpha lit by an environment map (with delta
     lights, test_material_and_delta_light_gradients, it matches): FD jumps
     where samples cross the environment's texel edges, so on average over
     32 keys (eps 0.05, truncation ~0.5%, allowed 2%; the detached
-    estimator of the fix is noisier: standard errors up to 10% allowed).
-    Measured: 49% off (18 standard errors); with the fix tried (as a patch
-    of SceneBSDFs.sample) 5.7% off, 1.1 standard errors."""
+    estimator is noisier: standard errors up to 10% allowed). Measured with
+    BSDF samples as fixed directions (bsdfs.sampled_direction): 5.7% off,
+    1.1 standard errors (5.1%); with the reparameterized samples it replaced,
+    49% off (18 standard errors)."""
     _assert_statistically_equal("metal.alpha.value", environment, jnp.float32(1.0), 0.05, 0.02, keys=32,
                                 max_se=0.1)
 

@@ -18,6 +18,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 INV_PI = 1.0 / jnp.pi
 INV_TWO_PI = 0.5 / jnp.pi
@@ -157,3 +158,23 @@ def spectrum(x):
     if x.ndim == 0:
         return x[None]
     return x
+
+
+def jvp_nonzero(fn, primals, tangents):
+    """`jax.jvp(fn, primals, tangents)` for custom-JVP rules registered with
+    symbolic zeros: only leaves with a non-zero tangent are differentiated.
+    Returns (primal_out, tangent_out), or (primal_out, None) when every
+    tangent is a symbolic zero."""
+    leaves, tree = jax.tree.flatten(primals)
+    d_leaves = jax.tree.leaves(tangents, is_leaf=lambda x: isinstance(x, SymbolicZero))
+    active = [i for i, t in enumerate(d_leaves) if not isinstance(t, SymbolicZero)]
+    if not active:
+        return fn(*primals), None
+
+    def partial(*xs):
+        values = list(leaves)
+        for i, x in zip(active, xs):
+            values[i] = x
+        return fn(*jax.tree.unflatten(tree, values))
+
+    return jax.jvp(partial, tuple(leaves[i] for i in active), tuple(d_leaves[i] for i in active))

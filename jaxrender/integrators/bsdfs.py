@@ -13,8 +13,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators._math import jvp_nonzero
+from jaxrender.integrators.warp import make_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
     ConstantTexture,
@@ -221,3 +224,70 @@ class SceneBSDFs:
     def sample(self, wi, u1, u2) -> bm.BSDFSample:
         samples = [t.sample(wi, u1, u2) for _, t in self.triples]
         return jax.tree.map(lambda *xs: self._combine(list(xs)), *samples)
+
+
+def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample):
+    """World direction, weight and pdf of the BSDF sample `bs` drawn at
+    shading points (uv, BSDF index, shading normal sh_n (N, 3)) seen from the
+    world direction wi (N, 3) (towards the previous vertex), differentiated
+    the way Mitsuba's `prb` does.
+
+    Returns (d (N, 3), weight (N, 3), pdf (N,)) with the values of `bs`.
+    Derivatives: a sample of a non-delta lobe is a *fixed* world direction
+    (no derivative), and its weight differentiates as eval(wi, d) / pdf with
+    the pdf held at its value, its pdf (for MIS) as pdf(wi, d); both move
+    with the BSDF's parameters and the shading frame. This is the derivative
+    of the scattering integral over a fixed domain, so it is unbiased even
+    where the integrand is discontinuous in direction (an environment map's
+    texels, the emitter pdf inside MIS weights). Differentiating the sample
+    itself instead (the direction moving with roughness and normal, the
+    "reparameterized" derivative) misses the boundary terms of those
+    discontinuities: roughconductor's alpha under an envmap was ~50% off.
+    Delta lobes keep the reparameterized derivative (their direction moves
+    with the normal and the IOR; eval and pdf are zero there).
+
+    The re-evaluation happens in the derivative rule only, so a render that
+    is not differentiated does not pay for it."""
+    delta = bm.is_delta(bs.flags)
+    d = to_world(make_frame(sh_n), bs.wo)
+    d_fixed = jax.lax.stop_gradient(d)
+    d = jnp.where(delta[..., None], d, d_fixed)
+    weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed)
+    return d, weight, pdf
+
+
+@jax.custom_jvp
+def _at_fixed_direction(weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d):
+    return weight, pdf
+
+
+def _at_fixed_direction_jvp(primals, tangents):
+    weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d = primals
+    t_weight, t_pdf = (jnp.zeros_like(x) if isinstance(t, SymbolicZero) else t
+                       for x, t in zip((weight, pdf), tangents[:2]))
+
+    def at_d(bsdfs, uv, sh_n, wi):
+        frame = make_frame(sh_n)
+        wi_local, wo_local = to_local(frame, wi), to_local(frame, d)
+        points = SceneBSDFs(_Bsdfs(bsdfs), uv, index)
+        return points.eval(wi_local, wo_local), points.pdf(wi_local, wo_local)
+
+    _, moved = jvp_nonzero(at_d, (bsdfs, uv, sh_n, wi), tuple(tangents[i] for i in (3, 4, 6, 7)))
+    if moved is not None:
+        d_eval, d_pdf = moved
+        inv_pdf = jnp.where(pdf > 0, 1.0 / jnp.where(pdf > 0, pdf, 1.0), 0.0)
+        t_weight = jnp.where(delta[..., None], t_weight, d_eval * inv_pdf[..., None])
+        t_pdf = jnp.where(delta, t_pdf, d_pdf)
+    else:
+        t_weight = jnp.where(delta[..., None], t_weight, 0.0)
+        t_pdf = jnp.where(delta, t_pdf, 0.0)
+    return (weight, pdf), (t_weight, t_pdf)
+
+
+_at_fixed_direction.defjvp(_at_fixed_direction_jvp, symbolic_zeros=True)
+
+
+class _Bsdfs(NamedTuple):
+    """What SceneBSDFs reads of a scene: its BSDFs."""
+
+    bsdfs: tuple

@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators.bsdfs import SceneBSDFs
+from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import light_tables
 from jaxrender.integrators.path import emission_along, hash_uniform, next_event
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
+from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 
 
 def mis_shares(cfg) -> tuple[float, float]:
@@ -54,13 +54,13 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     for j in range(n_bsdf):
         uj = u[:, 3 * n_em + 3 * j:3 * n_em + 3 * j + 3]
         bs = bsdfs.sample(wi, uj[:, 0], uj[:, 1:3])
-        d2 = to_world(frame, bs.wo)
+        d2, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -directions, bs)
         o2 = offset_origin(si.p, si.n, d2)
         ok = si.valid & (bs.pdf > 0)
         hit2 = trace(arrays, o2, d2)
         si2 = surface_interaction(arrays, hit2, o2, d2)
         le, pdf_em = emission_along(scene, arrays, si2, d2, tables)
         delta = bm.is_delta(bs.flags)
-        w = jnp.where(delta, 1.0, power_heuristic(bs.pdf * frac_bsdf, pdf_em * frac_em))
-        L = L + jnp.where(ok[:, None], bs.weight * le * (w / n_bsdf)[:, None], 0.0)
+        w = jnp.where(delta, 1.0, power_heuristic(bs_pdf * frac_bsdf, pdf_em * frac_em))
+        L = L + jnp.where(ok[:, None], bs_weight * le * (w / n_bsdf)[:, None], 0.0)
     return jnp.nan_to_num(L, nan=0.0, posinf=0.0, neginf=0.0)

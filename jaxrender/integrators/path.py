@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxrender.geometry import occluded
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators.bsdfs import SceneBSDFs
+from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import (
     SHADOW_EPSILON,
     SceneArrays,
@@ -23,11 +23,11 @@ from jaxrender.integrators.interaction import (
 )
 from jaxrender.integrators.lights import (
     area_emission,
-    light_tables,
     environment_emission,
+    light_tables,
     sample_emitter,
 )
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local, to_world
+from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import IntegratorConfig, Scene
 
 # Bounce cap for max_depth = -1 ("unbounded", ended by Russian roulette).
@@ -78,10 +78,36 @@ def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, table
     return jnp.where((ok & ~blocked)[:, None], bsdfs.eval(wi, wo) * es.weight * w[:, None], 0.0)
 
 
+def russian_roulette(cfg: IntegratorConfig, depth, beta, eta, u, active):
+    """Mitsuba's Russian roulette from `cfg.rr_depth` on: a path survives
+    with probability q = min(max(beta) eta^2, 0.95) and its throughput is
+    divided by q. Returns (beta, active)."""
+    rr = depth >= cfg.rr_depth
+    # As Mitsuba, the probability is detached: it only decides which paths
+    # go on. Paths with q <= 1e-7 can never survive (u is a multiple of
+    # 2^-24) and end here, which keeps 1/q finite in every lane.
+    q = jax.lax.stop_gradient(jnp.minimum(jnp.max(beta, axis=-1) * eta * eta, 0.95))
+    survive = (u < q) & (q > 1e-7)
+    scaled = rr & active & survive
+    q_safe = jnp.where(scaled, q, 1.0)  # double where: no 0/0 in unused lanes
+    beta = jnp.where(scaled[:, None], beta / q_safe[:, None], beta)
+    return beta, active & (~rr | survive)
+
+
+def continue_paths(active, o_next, d_next, o, d, beta):
+    """The next rays (o, d) where paths go on (the old ones elsewhere) and
+    the throughput, zero where they ended."""
+    return (jnp.where(active[:, None], o_next, o), jnp.where(active[:, None], d_next, d),
+            jnp.where(active[:, None], beta, 0.0))
+
+
 def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key,
-                t_max=None):
+                t_max=None, unroll=None):
     """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each;
-    t_max (N,) bounds the camera rays (the far clip plane)."""
+    t_max (N,) bounds the camera rays (the far clip plane). unroll: unroll
+    the bounce loop (default: when max_depth <= 16); a rolled loop keeps the
+    memory of one bounce (XLA keeps some buffers of every unrolled bounce
+    alive: ~110 bytes per sample per bounce)."""
     n = origins.shape[0]
     max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
     has_emitters = len(scene.emitters) > 0
@@ -114,28 +140,14 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
-        beta = beta * bs.weight
+        d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs)
+        beta = beta * bs_weight
         eta = eta * bs.eta
-        d_next = to_world(frame, bs.wo)
         active = active & (bs.pdf > 0)
 
-        # Russian roulette (Mitsuba: survival probability min(max(beta) eta^2, 0.95)).
-        rr = depth >= cfg.rr_depth
-        # As Mitsuba, the probability is detached: it only decides which paths
-        # go on. Paths with q <= 1e-7 can never survive (u is a multiple of
-        # 2^-24) and end here, which keeps 1/q finite in every lane.
-        q = jax.lax.stop_gradient(jnp.minimum(jnp.max(beta, axis=-1) * eta * eta, 0.95))
-        survive = (u[:, 6] < q) & (q > 1e-7)
-        scaled = rr & active & survive
-        q_safe = jnp.where(scaled, q, 1.0)  # double where: no 0/0 in unused lanes
-        beta = jnp.where(scaled[:, None], beta / q_safe[:, None], beta)
-        active = active & (~rr | survive)
-
-        o_next = offset_origin(si.p, si.n, d_next)
-        o = jnp.where(active[:, None], o_next, o)
-        d = jnp.where(active[:, None], d_next, d)
-        beta = jnp.where(active[:, None], beta, 0.0)
-        return o, d, beta, L, eta, active, bs.pdf, bm.is_delta(bs.flags)
+        beta, active = russian_roulette(cfg, depth, beta, eta, u[:, 6], active)
+        o, d, beta = continue_paths(active, offset_origin(si.p, si.n, d_next), d_next, o, d, beta)
+        return o, d, beta, L, eta, active, bs_pdf, bm.is_delta(bs.flags)
 
     state = (
         origins, directions, jnp.ones((n, 3), f32), jnp.zeros((n, 3), f32), jnp.ones((n,), f32),
@@ -143,5 +155,5 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     )
     # Unrolled: XLA:CPU runs fusions inside a while loop about 2x slower
     # (fewer threads, state copies), and the depth is small and static.
-    state = jax.lax.fori_loop(0, max_depth, body, state, unroll=max_depth <= 16)
+    state = jax.lax.fori_loop(0, max_depth, body, state, unroll=max_depth <= 16 if unroll is None else unroll)
     return jnp.nan_to_num(state[3], nan=0.0, posinf=0.0, neginf=0.0)

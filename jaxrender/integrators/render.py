@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrender.integrators._math import jvp_nonzero
 from jaxrender.integrators.aov import aov_channels, trace_aovs
-from jaxrender.integrators.boundary import boundary_term, jvp_nonzero, shadow_term
+from jaxrender.integrators.boundary import boundary_term, shadow_term
 from jaxrender.integrators.direct import mis_shares, trace_direct
 from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import check_supported
 from jaxrender.integrators.path import trace_paths
+from jaxrender.integrators.prb import trace_paths_prb
 from jaxrender.scene import IntegratorConfig, PerspectiveCamera, Scene, camera_rays
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
@@ -30,7 +32,7 @@ def _integrator(scene: Scene, integrator) -> IntegratorConfig:
     if isinstance(integrator, IntegratorConfig):
         return integrator
     if isinstance(integrator, str):
-        if integrator in ("path", "direct"):
+        if integrator in ("path", "direct", "prb"):
             return dataclasses.replace(scene.integrator, type=integrator)
         if integrator.startswith("aov:"):
             # "aov:depth,nn" or Mitsuba's "aov:d:depth,n:sh_normal"
@@ -38,7 +40,7 @@ def _integrator(scene: Scene, integrator) -> IntegratorConfig:
             aovs = ",".join(x if ":" in x else f"{x}:{x}" for x in items)
             return IntegratorConfig(type="aov", aovs=aovs)
         raise ValueError(
-            f"integrator must be 'path', 'direct', 'aov:<types>' (or an IntegratorConfig), got {integrator!r}")
+            f"integrator must be 'path', 'prb', 'direct', 'aov:<types>' (or an IntegratorConfig), got {integrator!r}")
     raise TypeError(f"integrator must be None, a name or an IntegratorConfig, got {type(integrator).__name__}")
 
 
@@ -64,8 +66,13 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         textures, emitters, vertex positions, `to_world`, camera `to_world`
         and `fov`); derivatives are the interior ones (visibility held
         fixed: silhouettes and shadow edges do not move).
-      integrator: None (the scene's), "path", "direct", "aov:<types>" or an
-        IntegratorConfig.
+      integrator: None (the scene's), "path", "prb", "direct", "aov:<types>"
+        or an IntegratorConfig. "prb" renders path's image and differentiates
+        it in reverse mode by path replay (Mitsuba's `prb`): gradient memory
+        independent of max_depth, and faster; it has no forward mode (use
+        "path" for jax.jvp), and with geometry or camera derivatives it falls
+        back to path's reverse mode (`jaxrender.integrators.prb`). A scene
+        file's `prb` loads as "path", which serves both modes.
       sensor: index into scene.sensors, or a PerspectiveCamera pytree (so
         `jax.vmap` over stacked cameras renders a batch of views; the camera
         is differentiable too).
@@ -104,8 +111,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     (`grad`, `vjp`) keeps the residuals of one pass: about 160 bytes per
     sample per bounce (measured with XLA's memory analysis on the Cornell
     box: 10 MiB per bounce for a 2^16-sample pass), so roughly
-    min(H*W*spp, 2^16) * 160 * max_depth bytes, linear in max_depth (a
-    path-replay rule that would make it constant is not implemented). When
+    min(H*W*spp, 2^16) * 160 * max_depth bytes, linear in max_depth; with
+    "prb" (no geometry derivatives) that of one bounce, whatever the depth. When
     there are several passes, each is recomputed in the backward sweep from
     the image accumulated before it (`jax.checkpoint`), so gradient memory
     does not grow with spp, at the cost of one more primal pass. Forward mode
@@ -113,8 +120,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     """
     check_supported(scene)
     cfg = _integrator(scene, integrator)
-    if cfg.type not in ("path", "direct", "aov"):
-        raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, direct, aov are)")
+    if cfg.type not in ("path", "prb", "direct", "aov"):
+        raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, aov are)")
     camera = _camera(scene, sensor)
     spp = _positive(camera.sample_count if spp is None else spp, "spp")
     if key is None:
@@ -126,6 +133,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     if key_grad is None:
         key_grad = jax.random.key(seed_grad)
     spp_grad = spp if spp_grad is None else _positive(spp_grad, "spp_grad")
+    if cfg.type == "prb":
+        # prb has no forward mode, which _decoupled's rule needs: the value of
+        # one render with the derivative of the other, at one more render.
+        image = _render(scene, camera, cfg, spp, key, boundary)
+        other = _render(scene, camera, cfg, spp_grad, key_grad, boundary)
+        return jax.lax.stop_gradient(image) + (other - jax.lax.stop_gradient(other))
     return _decoupled((cfg, spp, spp_grad, boundary), scene, camera, key, key_grad)
 
 
@@ -172,7 +185,9 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         per_pass -= 1
     passes = spp // per_pass
     arrays = prepare_scene(scene)
-    trace = {"aov": trace_aovs, "direct": trace_direct, "path": trace_paths}[cfg.type]
+    trace = {"aov": trace_aovs, "direct": trace_direct, "path": trace_paths, "prb": trace_paths_prb}[cfg.type]
+    # The boundary terms evaluate the integrator without differentiating it.
+    trace_values = trace_paths if cfg.type == "prb" else trace
 
     def one_pass(i, total):
         k = jax.random.fold_in(key, i)
@@ -186,7 +201,7 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         edges = 0.0
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
-            edges = boundary_term((cfg, per_pass * pixels, per_pass), trace, scene, camera, k_edge)
+            edges = boundary_term((cfg, per_pass * pixels, per_pass), trace_values, scene, camera, k_edge)
             value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
         if box:
             return total[0] + value.sum(0) + edges, total[1]

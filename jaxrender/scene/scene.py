@@ -22,7 +22,9 @@ class IntegratorConfig:
     type: "path" (also for Mitsuba's `prb`, `prb_basic`, `prb_projective`,
       `volpath`, `volpathmis`: the same estimate without media), "direct"
       (also `direct_projective`) or "aov". A scene without an integrator gets
-      "path" with the defaults below.
+      "path" with the defaults below. "prb" (set in code, e.g.
+      `render(scene, "prb")`) is "path" with path replay as its reverse-mode
+      derivative (see `jaxrender.integrators.prb`).
     max_depth: longest path, -1 for unbounded (Mitsuba's default -1; it
       prints it as 2^32 - 1).
     rr_depth: depth at which Russian roulette starts (default 5).

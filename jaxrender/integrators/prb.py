@@ -1,0 +1,226 @@
+"""Path replay backpropagation (Mitsuba 3's `prb`; Vicini, Speierer and
+Jakob, "Path Replay Backpropagation", SIGGRAPH 2021).
+
+`trace_paths_prb` returns exactly `path`'s estimate. Its reverse-mode rule
+does not keep the forward pass's intermediate values: it traces every path
+again from the camera with the same random numbers and, at each vertex k,
+back-propagates the radiance cotangent through what depends on the scene's
+parameters there, using the radiance still to come (the path's total minus
+what it had gathered up to k) in place of the rest of the path:
+
+    dL = sum_k beta_k d(NEE_k) + beta_{k+1} d(Le_{k+1} mis_{k+1})
+                + T_{k+1} dW_k / W_k,
+
+where beta_k is the throughput reaching vertex k, W_k the BSDF sample's
+weight there (its derivative as in `bsdfs.sampled_direction`: eval at a
+fixed direction over the detached pdf), and T_{k+1} all radiance the path
+gathers after W_k. So gradient memory is that of one bounce, whatever
+max_depth, and the backward sweep costs about one more primal pass plus
+the shading derivatives.
+
+Replay needs the path's vertices to be independent of the parameters being
+differentiated. When vertex positions, `to_world` or the camera carry a
+cotangent (geometry derivatives), the rule falls back to ordinary reverse
+mode over `path` (memory linear in max_depth again), so every parameter
+stays differentiable. Being a `jax.custom_vjp`, it has no forward mode:
+`jax.jvp` through `prb` raises; use `path` for derivative images.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+
+from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
+from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
+from jaxrender.integrators.lights import light_tables
+from jaxrender.integrators.path import (
+    UNBOUNDED_DEPTH,
+    continue_paths,
+    emission_along,
+    hash_uniform,
+    next_event,
+    russian_roulette,
+    trace_paths,
+)
+from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+
+
+def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None):
+    """`trace_paths` (same arguments, same value) with path replay as its
+    reverse-mode derivative."""
+    leaves, tree = jax.tree.flatten((scene, arrays, origins, directions, t_max))
+    # numpy leaves (the prepared scene's face tables) are static: they stay
+    # out of the custom rule's arguments.
+    static = _Static(cfg, tree, [x if isinstance(x, np.ndarray) else None for x in leaves])
+    return _replayed(static, key, *[x for x in leaves if not isinstance(x, np.ndarray)])
+
+
+class _Static:
+    """The non-array part of _replayed's input: config, tree and numpy leaves."""
+
+    def __init__(self, cfg, tree, numpy_leaves):
+        self.cfg, self.tree, self.numpy_leaves = cfg, tree, numpy_leaves
+        self.num_leaves = sum(x is None for x in numpy_leaves)
+        # Leaves after the scene's: prepared geometry and camera rays.
+        self.num_scene = sum(x is None for x in numpy_leaves[:tree.children()[0].num_leaves])
+
+    def unflatten(self, leaves):
+        it = iter(leaves)
+        return jax.tree.unflatten(self.tree, [next(it) if x is None else x for x in self.numpy_leaves])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _replayed(static, key, *leaves):
+    scene, arrays, origins, directions, t_max = static.unflatten(leaves)
+    # Rolled: the unrolled loop's memory grows with max_depth (path.py).
+    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=False)
+
+
+class _Fallback(NamedTuple):
+    vjp: object  # jax.vjp's function (a pytree), over the perturbed leaves
+    constant: list  # None where perturbed
+
+
+class _Replay(NamedTuple):
+    key: jax.Array
+    differentiated: list  # the flat leaves, None where not perturbed
+    constant: list  # the others, None where perturbed
+    radiance: jax.Array
+
+
+def _replayed_fwd(static, key, *leaves):
+    values = [x.value for x in leaves]
+    key = key.value
+    # Leaves after the scene's belong to the prepared geometry and the camera
+    # rays: replay needs them constant. Any geometry leaf of the scene is
+    # perturbed exactly when the prepared arrays are.
+    if any(x.perturbed for x in leaves[static.num_scene:]):
+        # Only the perturbed leaves are differentiated (the BVH's arrays, for
+        # one, have no derivative rule).
+        which = [x.perturbed for x in leaves]
+
+        def plain(*perturbed):
+            it = iter(perturbed)
+            return _replayed.fun(static, key, *[next(it) if w else v for w, v in zip(which, values)])
+
+        value, vjp = jax.vjp(plain, *[v for w, v in zip(which, values) if w])
+        return value, _Fallback(vjp, [None if w else v for w, v in zip(which, values)])
+    value = _replayed.fun(static, key, *values)
+    differentiated = [x.value if x.perturbed else None for x in leaves]
+    constant = [None if x.perturbed else x.value for x in leaves]
+    return value, _Replay(key, differentiated, constant, value)
+
+
+def _replayed_bwd(static, res, ct):
+    if isinstance(ct, SymbolicZero):
+        return (None,) * (1 + static.num_leaves)
+    if isinstance(res, _Fallback):
+        it = iter(res.vjp(ct))
+        return (None, *[next(it) if c is None else None for c in res.constant])
+    which = [x is not None for x in res.differentiated]
+    diff = [x for x in res.differentiated if x is not None]
+
+    def rebuild(diff_values):
+        it = iter(diff_values)
+        return static.unflatten([next(it) if w else c for w, c in zip(which, res.constant)])
+
+    grads = _replay(static.cfg, rebuild, diff, res.key, res.radiance, ct)
+    it = iter(grads)
+    return (None, *[next(it) if w else None for w in which])
+
+
+_replayed.defvjp(_replayed_fwd, _replayed_bwd, symbolic_zeros=True)
+
+
+def _replay(cfg, rebuild, diff, key, radiance, ct):
+    """Cotangents of the differentiated leaves `diff` given the radiance
+    cotangent ct (N, 3), by re-tracing the paths (see the module docstring)."""
+    scene, arrays, origins, directions, t_max = rebuild(
+        [jax.lax.stop_gradient(x) for x in diff])
+    n = origins.shape[0]
+    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    if max_depth == 0:
+        return [jnp.zeros_like(x) for x in diff]
+    has_emitters = len(scene.emitters) > 0
+    seed = jax.random.bits(key, (), jnp.uint32)
+    ct = jnp.nan_to_num(ct)
+    # The forward pass replaced non-finite radiance by 0; so does the rest.
+    radiance = jnp.nan_to_num(radiance, nan=0.0, posinf=0.0, neginf=0.0)
+    sg = jax.lax.stop_gradient
+
+    def scene_of(diff_values):
+        return rebuild(diff_values)[0]
+
+    # The emission seen directly (depth 0).
+    hit = trace(arrays, origins, directions, t_max)
+    si = surface_interaction(arrays, hit, origins, directions)
+    if has_emitters and not cfg.hide_emitters:
+        def seen(diff_values):
+            s = scene_of(diff_values)
+            le = emission_along(s, arrays, si, directions, light_tables(s, arrays))[0]
+            return jnp.sum(ct * le), le
+        _, vjp, le = jax.vjp(seen, diff, has_aux=True)
+        grads = vjp(jnp.float32(1.0))[0]
+        gathered = le
+    else:
+        grads = [jnp.zeros_like(x) for x in diff]
+        gathered = jnp.zeros((n, 3), jnp.float32)
+
+    state = (origins, directions, hit, jnp.ones((n, 3), jnp.float32), gathered,
+             jnp.ones((n,), jnp.float32), jnp.ones((n,), bool), grads)
+
+    def body(depth, state):
+        o, d, hit, beta, gathered, eta, active, grads = state
+        u = hash_uniform(seed, depth, n, 7)
+        si = surface_interaction(arrays, hit, o, d)
+        active = active & si.valid
+
+        def vertex(diff_values):
+            s = scene_of(diff_values)
+            tables = light_tables(s, arrays)
+            frame = make_frame(si.sh_n)
+            wi = to_local(frame, -d)
+            bsdfs = SceneBSDFs(s, si.uv, si.bsdf)
+            nee = 0.0
+            if has_emitters:
+                nee = next_event(s, arrays, si, frame, wi, bsdfs, u[:, 0:3], tables, active)
+            bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
+            d_next, weight, pdf = sampled_direction(s, si.uv, si.bsdf, si.sh_n, -d, bs)
+            d_next = sg(d_next)
+            beta_next, active_next = russian_roulette(
+                cfg, depth, beta * sg(weight), eta * bs.eta, u[:, 6], active & (bs.pdf > 0))
+            o_next, d_next, beta_next = continue_paths(
+                active_next, offset_origin(si.p, si.n, d_next), d_next, o, d, beta_next)
+            hit_next = trace(arrays, o_next, d_next)
+            emitted = 0.0
+            if has_emitters:
+                si_next = surface_interaction(arrays, hit_next, o_next, d_next)
+                le, pdf_em = emission_along(s, arrays, si_next, d_next, tables)
+                mis = jnp.where(bm.is_delta(bs.flags), 1.0, power_heuristic(pdf, pdf_em))
+                emitted = jnp.where(active_next[:, None], le * mis[:, None], 0.0)
+            # What the path gathers after W_k: everything it gathered in
+            # total, minus what it had before this vertex and this NEE.
+            later = radiance - gathered - beta * sg(nee)
+            w = sg(weight)
+            ratio = jnp.where(active_next[:, None] & (w != 0), weight / jnp.where(w != 0, w, 1.0), 0.0)
+            objective = jnp.sum(ct * (beta * nee + beta_next * emitted + later * ratio))
+            gathered_next = gathered + beta * sg(nee) + beta_next * sg(emitted)
+            return objective, (o_next, d_next, hit_next, beta_next, gathered_next,
+                               eta * bs.eta, active_next)
+
+        _, vjp, nxt = jax.vjp(vertex, diff, has_aux=True)
+        step = vjp(jnp.float32(1.0))[0]
+        grads = [g + s for g, s in zip(grads, step)]
+        return (*nxt, grads)
+
+    # The last vertex (depth max_depth - 1) only adds emission, which the
+    # vertex before it accounts for: max_depth - 1 replayed vertices.
+    state = jax.lax.fori_loop(0, max_depth - 1, body, state)
+    return state[-1]
