@@ -62,6 +62,14 @@ def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None):
     return _replayed(static, key, *[x for x in leaves if not isinstance(x, np.ndarray)])
 
 
+def _fill(mask, taken, others):
+    """A list as long as mask: the next of `taken` where mask is true, the
+    matching entry of `others` (None: all None) where it is false."""
+    it = iter(taken)
+    others = [None] * len(mask) if others is None else others
+    return [next(it) if m else o for m, o in zip(mask, others)]
+
+
 class _Static:
     """The non-array part of _replayed's input: config, tree and numpy leaves."""
 
@@ -72,8 +80,8 @@ class _Static:
         self.num_scene = sum(x is None for x in numpy_leaves[:tree.children()[0].num_leaves])
 
     def unflatten(self, leaves):
-        it = iter(leaves)
-        return jax.tree.unflatten(self.tree, [next(it) if x is None else x for x in self.numpy_leaves])
+        return jax.tree.unflatten(self.tree, _fill([x is None for x in self.numpy_leaves], leaves,
+                                                   self.numpy_leaves))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -107,8 +115,7 @@ def _replayed_fwd(static, key, *leaves):
         which = [x.perturbed for x in leaves]
 
         def plain(*perturbed):
-            it = iter(perturbed)
-            return _replayed.fun(static, key, *[next(it) if w else v for w, v in zip(which, values)])
+            return _replayed.fun(static, key, *_fill(which, perturbed, values))
 
         value, vjp = jax.vjp(plain, *[v for w, v in zip(which, values) if w])
         return value, _Fallback(vjp, [None if w else v for w, v in zip(which, values)])
@@ -122,18 +129,15 @@ def _replayed_bwd(static, res, ct):
     if isinstance(ct, SymbolicZero):
         return (None,) * (1 + static.num_leaves)
     if isinstance(res, _Fallback):
-        it = iter(res.vjp(ct))
-        return (None, *[next(it) if c is None else None for c in res.constant])
+        return (None, *_fill([c is None for c in res.constant], res.vjp(ct), None))
     which = [x is not None for x in res.differentiated]
     diff = [x for x in res.differentiated if x is not None]
 
     def rebuild(diff_values):
-        it = iter(diff_values)
-        return static.unflatten([next(it) if w else c for w, c in zip(which, res.constant)])
+        return static.unflatten(_fill(which, diff_values, res.constant))
 
     grads = _replay(static.cfg, rebuild, diff, res.key, res.radiance, ct)
-    it = iter(grads)
-    return (None, *[next(it) if w else None for w in which])
+    return (None, *_fill(which, grads, None))
 
 
 _replayed.defvjp(_replayed_fwd, _replayed_bwd, symbolic_zeros=True)
@@ -173,13 +177,14 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
         grads = [jnp.zeros_like(x) for x in diff]
         gathered = jnp.zeros((n, 3), jnp.float32)
 
-    state = (origins, directions, hit, jnp.ones((n, 3), jnp.float32), gathered,
+    # The loop carries each ray's surface interaction (found by the vertex
+    # before, which needs it for the emission there).
+    state = (origins, directions, si, jnp.ones((n, 3), jnp.float32), gathered,
              jnp.ones((n,), jnp.float32), jnp.ones((n,), bool), grads)
 
     def body(depth, state):
-        o, d, hit, beta, gathered, eta, active, grads = state
+        o, d, si, beta, gathered, eta, active, grads = state
         u = hash_uniform(seed, depth, n, 7)
-        si = surface_interaction(arrays, hit, o, d)
         active = active & si.valid
 
         def vertex(diff_values):
@@ -198,10 +203,9 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
                 cfg, depth, beta * sg(weight), eta * bs.eta, u[:, 6], active & (bs.pdf > 0))
             o_next, d_next, beta_next = continue_paths(
                 active_next, offset_origin(si.p, si.n, d_next), d_next, o, d, beta_next)
-            hit_next = trace(arrays, o_next, d_next)
+            si_next = surface_interaction(arrays, trace(arrays, o_next, d_next), o_next, d_next)
             emitted = 0.0
             if has_emitters:
-                si_next = surface_interaction(arrays, hit_next, o_next, d_next)
                 le, pdf_em = emission_along(s, arrays, si_next, d_next, tables)
                 mis = jnp.where(bm.is_delta(bs.flags), 1.0, power_heuristic(pdf, pdf_em))
                 emitted = jnp.where(active_next[:, None], le * mis[:, None], 0.0)
@@ -212,7 +216,7 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
             ratio = jnp.where(active_next[:, None] & (w != 0), weight / jnp.where(w != 0, w, 1.0), 0.0)
             objective = jnp.sum(ct * (beta * nee + beta_next * emitted + later * ratio))
             gathered_next = gathered + beta * sg(nee) + beta_next * sg(emitted)
-            return objective, (o_next, d_next, hit_next, beta_next, gathered_next,
+            return objective, (o_next, d_next, si_next, beta_next, gathered_next,
                                eta * bs.eta, active_next)
 
         _, vjp, nxt = jax.vjp(vertex, diff, has_aux=True)
