@@ -57,3 +57,15 @@ def load_mitsuba(variant: str = "llvm_ad_rgb"):
         print(f"mitsuba: unavailable ({e})")
         return None
     return mi, dr
+
+
+def jit(fn=None, **kw):
+    """jax.jit with jaxrender's compiler options (`jr.compiler_options()`),
+    as a user who follows the README would compile; usable as a decorator."""
+    import jax
+
+    import jaxrender as jr
+
+    if fn is None:
+        return lambda f: jit(f, **kw)
+    return jax.jit(fn, compiler_options=jr.compiler_options() or None, **kw)

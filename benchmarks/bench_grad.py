@@ -69,7 +69,7 @@ import sys
 import time
 
 import numpy as np
-from _common import best_of_wall_cpu, load_average, load_mitsuba, machine_line
+from _common import best_of_wall_cpu, jit, load_average, load_mitsuba, machine_line
 
 SWAP = {"red.reflectance.value": "green.reflectance.value", "green.reflectance.value": "red.reflectance.value"}
 
@@ -127,7 +127,7 @@ def rss_probe(path, res, spp, depth):
     x = {k: jr.traverse(scene)[k] for k in names}
     loss = make_loss(scene, names, np.zeros((res, res, 3), np.float32))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    jax.block_until_ready(jax.jit(jax.value_and_grad(loss))(x, jax.random.key(0)))
+    jax.block_until_ready(jit(jax.value_and_grad(loss))(x, jax.random.key(0)))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"before_kib": before, "peak_kib": after}))
 
@@ -150,9 +150,9 @@ def memory_table(path, res, spp, depths, integrator=None):
         key = jax.random.key(0)
         loss = make_loss(scene, names, np.zeros((res, res, 3), np.float32), integrator)
         t0 = time.perf_counter()
-        grad = jax.jit(jax.value_and_grad(loss)).lower(x, key).compile()
+        grad = jit(jax.value_and_grad(loss)).lower(x, key).compile()
         t_compile = time.perf_counter() - t0
-        primal = jax.jit(lambda x, k: jr.render(jr.replace(scene, x), key=k)).lower(x, key).compile()
+        primal = jit(lambda x, k: jr.render(jr.replace(scene, x), key=k)).lower(x, key).compile()
         g, p = memory_stats(grad), memory_stats(primal)
         if g is None or p is None:
             # No memory_analysis on this backend: peak RSS of a fresh process.
@@ -201,7 +201,7 @@ def geometry(args):
     def moved(t):
         return jr.replace(scene, {f"{OCCLUDER}.to_world": jr.translate(t) @ to_world})
 
-    ref = np.asarray(jax.jit(lambda t: jr.render(moved(t), spp=4 * args.spp, key=jax.random.key(12345)))(
+    ref = np.asarray(jit(lambda t: jr.render(moved(t), spp=4 * args.spp, key=jax.random.key(12345)))(
         jnp.asarray(TARGET, jnp.float32)))
     t0 = jnp.zeros(3, jnp.float32)
 
@@ -209,9 +209,9 @@ def geometry(args):
         def loss(t, key, key_grad):
             image = jr.render(moved(t), key=key, key_grad=key_grad, boundary=boundary)
             return jnp.mean((image - ref) ** 2)
-        return jax.jit(jax.value_and_grad(loss))
+        return jit(jax.value_and_grad(loss))
 
-    primal = jax.jit(lambda t, k: jr.render(moved(t), key=k))
+    primal = jit(lambda t, k: jr.render(moved(t), key=k))
     primal(t0, jax.random.key(0)).block_until_ready()
     t_primal, c_primal, _ = best_of_wall_cpu(lambda: primal(t0, jax.random.key(1)).block_until_ready(),
                                              args.repeats)
@@ -293,7 +293,7 @@ def geometry(args):
             return float(np.mean((np.array(mi.render(fs, spp=args.fd_spp, seed=seed)) - ref) ** 2))
         fd_source = "mitsuba primal (the file's integrator)"
     else:
-        fd_render = jax.jit(lambda t, k: jr.render(moved(t), spp=args.fd_spp, key=k))
+        fd_render = jit(lambda t, k: jr.render(moved(t), spp=args.fd_spp, key=k))
 
         def loss_at(x, seed):
             t = jnp.asarray(x * direction, jnp.float32)
@@ -380,7 +380,7 @@ def main(argv=None):
     loss = make_loss(scene, names, ref, args.integrator)
 
     # Our primal: the same scene and spp, parameters as arguments too.
-    primal = jax.jit(lambda x, k: jr.render(jr.replace(scene, x), key=k))
+    primal = jit(lambda x, k: jr.render(jr.replace(scene, x), key=k))
     t0 = time.perf_counter()
     primal(x, jax.random.key(0)).block_until_ready()
     primal_first = time.perf_counter() - t0
@@ -388,7 +388,7 @@ def main(argv=None):
                                              args.repeats)
 
     # Our gradient: compile (lower + XLA compile) timed on its own.
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jit(jax.value_and_grad(loss))
     t0 = time.perf_counter()
     compiled = vg.lower(x, jax.random.key(0)).compile()
     compile_s = time.perf_counter() - t0
@@ -416,7 +416,7 @@ def main(argv=None):
           f"(target <= 3x)")
     if args.jacfwd:
         # The same gradient by forward mode: cheaper than reverse for a few parameters.
-        fwd = jax.jit(jax.jacfwd(loss))
+        fwd = jit(jax.jacfwd(loss))
         t0 = time.perf_counter()
         fwd_compiled = fwd.lower(x, jax.random.key(0)).compile()
         fwd_compile = time.perf_counter() - t0
@@ -431,7 +431,7 @@ def main(argv=None):
     # Our gradient as Mitsuba estimates it (decorrelated primal and derivative passes).
     ours = []
     if args.check_runs > 0:
-        @jax.jit
+        @jit
         def decorrelated(x, k_primal, k_grad):
             image = primal(x, k_primal)
             cot = 2.0 * (image - ref) / image.size

@@ -14,7 +14,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import best_of, load_mitsuba, machine_line
+from _common import best_of, jit, load_mitsuba, machine_line
 
 
 def main(argv=None):
@@ -38,7 +38,7 @@ def main(argv=None):
     print(f"# {args.scene}: {args.res}x{args.res}, {args.spp} spp, path max_depth {args.max_depth}")
 
     scene = jr.load_file(path, **params)
-    render = jax.jit(lambda s, k: jr.render(s, key=k))
+    render = jit(lambda s, k: jr.render(s, key=k))
     t0 = time.perf_counter()
     ours = np.asarray(render(scene, jax.random.key(0)).block_until_ready())
     compile_s = time.perf_counter() - t0

@@ -9,7 +9,7 @@ derivative and batching rules.
 from jaxrender._load import BUILTIN_SCENES, load_file, load_string
 from jaxrender.geometry import Accel, Hit, build_bvh, intersect, occluded
 from jaxrender.geometry.world import WorldGeometry, flatten_scene
-from jaxrender.integrators.render import render
+from jaxrender.integrators.render import compiler_options, render
 from jaxrender.io import SceneError, SceneWarning, read_image, write_image
 from jaxrender.scene import (
     BSDF,
@@ -54,7 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # rendering
-    "render",
+    "render", "compiler_options",
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
     "Scene", "Mesh", "PerspectiveCamera", "Film", "ReconstructionFilter", "IntegratorConfig",

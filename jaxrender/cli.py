@@ -164,7 +164,7 @@ def _cmd_render(args) -> int:
     sizes = [chunk] * (spp // chunk) + ([spp % chunk] if spp % chunk else [])
     key = jax.random.key(args.seed)
     fn = jax.jit(lambda scene, camera, k, n: jr.render(scene, cfg, sensor=camera, spp=n, key=k),
-                 static_argnums=3)
+                 static_argnums=3, compiler_options=jr.compiler_options() or None)
     total = None
     done = 0
     t0 = time.perf_counter()

@@ -160,3 +160,40 @@ def test_shadow_of_a_translated_occluder():
     d, d0, fd, _ = _check(_translate("blocker.to_world"), scene, 0.03, spp=2048)
     assert _rel(d, fd) < 0.25, _rel(d, fd)
     assert _rel(d0, fd) > 0.95
+
+
+MIRROR = """<scene version="3.0.0">
+  <integrator type="path"><integer name="max_depth" value="3"/></integrator>
+  <sensor type="perspective"><float name="fov" value="28"/>
+    <transform name="to_world"><lookat origin="0, -3, 3" target="0, 0, 3" up="0, 0, 1"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+  <shape type="rectangle" id="mirror"><transform name="to_world"><scale x="1.2" y="1.6"/><rotate x="1" angle="135"/>
+    <translate z="3"/></transform><bsdf type="conductor"><string name="material" value="none"/></bsdf></shape>
+  <shape type="rectangle" id="floor"><transform name="to_world"><scale value="1.5"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="rectangle" id="blocker"><transform name="to_world"><scale value="0.35"/><translate z="0.8"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="rectangle" id="lamp"><transform name="to_world"><scale value="0.3"/><rotate x="1" angle="180"/>
+    <translate z="2.0"/></transform><emitter type="area"><rgb name="radiance" value="20, 20, 20"/></emitter></shape>
+</scene>"""
+
+
+def test_shadow_seen_in_a_mirror():
+    """The shadow scene above, seen through a 45-degree mirror: the shadow
+    edges now bound the light at the path's second vertex, which `path`'s
+    next-event estimation reaches through the mirror's delta lobe (the
+    boundary term at every vertex, not only at the camera ray's hit).
+    Measured 13% error at 2048 spp (the first-vertex test's noise), bound
+    25%; without boundary terms the derivative is zero. Reverse mode (path
+    and prb, whose geometry gradients are path's) agrees with forward mode."""
+    scene = jr.load_string(MIRROR)
+    move = _translate("blocker.to_world")
+    d, d0, fd, image = _check(move, scene, 0.03, spp=2048)
+    assert _rel(d, fd) < 0.25, _rel(d, fd)
+    assert _rel(d0, fd) > 0.95
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=(16, 16, 3)), jnp.float32)
+    key = jax.random.key(3)
+    tangent = jax.jvp(lambda x: image(x, 64, key), (0.0,), (1.0,))[1]
+    for integrator in ("path", "prb"):
+        g = jax.grad(lambda x: jnp.sum(weights * jr.render(move(scene, x), integrator, spp=64, key=key)))(0.0)
+        np.testing.assert_allclose(g, jnp.sum(weights * tangent), rtol=1e-3, err_msg=integrator)

@@ -96,6 +96,34 @@ def test_same_key_same_image_bit_for_bit():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+def test_compiler_options_change_speed_only():
+    """`jr.compiler_options()` (used by `render` outside a jit, the CLI and
+    the benchmarks) changes how XLA:CPU fuses, not what it computes."""
+    scene = jr.load_file(CBOX, res=16)
+    options = jr.compiler_options()
+    assert isinstance(options, dict)
+    if jax.default_backend() == "cpu":
+        assert options, "this jaxlib rejected the CPU options: renders are ~20% slower"
+    key = jax.random.key(5)
+    fast = jax.jit(lambda s: jr.render(s, spp=4, key=key), compiler_options=options or None)(scene)
+    plain = jax.jit(lambda s: jr.render(s, spp=4, key=key))(scene)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(plain), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jr.render(scene, spp=4, key=key)), np.asarray(plain), rtol=1e-4, atol=1e-6)
+
+
+def test_materialize_is_the_identity_under_transformations():
+    """The opaque copy path.py uses to stop XLA from fusing across bounces."""
+    from jaxrender.integrators._math import materialize
+
+    x = jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3)
+    np.testing.assert_array_equal(jax.jit(materialize)(x), x)
+    np.testing.assert_array_equal(jax.vmap(materialize)(x), x)
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(materialize(x * x)))(x), 2 * x)
+    _, t = jax.jvp(materialize, (x,), (jnp.ones_like(x),))
+    np.testing.assert_array_equal(t, jnp.ones_like(x))
+    assert "jaxrender_materialize" in jax.jit(materialize).lower(x).as_text() or jax.default_backend() != "cpu"
+
+
 def test_vmap_over_cameras_equals_rendering_each():
     scene = jr.load_file(CBOX, res=16)
     cam = scene.sensors[0]

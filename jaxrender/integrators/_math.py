@@ -178,3 +178,20 @@ def jvp_nonzero(fn, primals, tangents):
         return fn(*jax.tree.unflatten(tree, values))
 
     return jax.jvp(partial, tuple(leaves[i] for i in active), tuple(d_leaves[i] for i in active))
+
+
+def _materialize_cpu(x):
+    return jax.ffi.ffi_call("jaxrender_materialize", jax.ShapeDtypeStruct(x.shape, x.dtype),
+                            vmap_method="expand_dims")(x)
+
+
+@jax.custom_jvp
+def materialize(x):
+    """x, computed into its own buffer. XLA fuses elementwise producers into
+    every consumer and recomputes them there; an opaque copy stops that."""
+    return jax.lax.platform_dependent(x, cpu=_materialize_cpu, default=lambda x: x)
+
+
+@materialize.defjvp
+def _materialize_jvp(primals, tangents):
+    return materialize(primals[0]), tangents[0]

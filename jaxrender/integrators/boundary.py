@@ -31,22 +31,28 @@ faces do not share vertices (Mitsuba's 24-vertex `cube`) gets the same,
 single-counted edges as its welded version. Edges with an end behind the
 near plane are skipped.
 
-Secondary edges for direct illumination (`shadow_term`): at the first hit x
-of each camera sample, a point y on a scene edge (uniform by length over
-the unique edges) that is a silhouette as seen from x and visible from it
-bounds the emitters' visibility; the radiance arriving just beside the edge
-on both sides (emission only) times the BSDF gives the jump, and the
-sample enters as weight * n . (y(theta) - x(theta)), with n the normal of the
-plane through x and the edge, x moving with the camera ray's hit point.
-Uniform edge sampling is simple and unbiased but noisy: most sampled edges
-are not silhouettes from x (measured ~13% noise at 2048 spp on a 16x16
-shadow scene). Not included: visibility changes after the first bounce.
+Secondary edges for direct illumination: at a shading point x, a point y
+on a scene edge (uniform by length over the unique edges) that is a
+silhouette as seen from x and visible from it bounds the emitters'
+visibility; the radiance arriving just beside the edge on both sides
+(emission only) times the BSDF gives the jump, and the sample enters as
+weight * n . (y(theta) - x(theta)), with n the normal of the plane through
+x and the edge, x moving with the ray that found it. `direct` adds it at
+the first hit of each camera ray (`shadow_term`); `path` and `prb` at every
+vertex of every path, times the path throughput, wherever they do
+next-event estimation (`nee_edge_term`): shadows seen in mirrors, through
+glass or lighting other surfaces. Uniform edge sampling is simple and
+unbiased but noisy: most sampled edges are not silhouettes from x
+(measured ~13% noise at 2048 spp on a 16x16 shadow scene). Not included:
+visibility changes of indirect light (an occluder hiding a lit surface
+from x), and shadows of delta lights (point, spot, directional).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,8 +70,7 @@ from jaxrender.integrators.interaction import (
     surface_interaction,
 )
 from jaxrender.integrators.interaction import trace as trace_rays
-from jaxrender.integrators.lights import light_tables
-from jaxrender.integrators.path import emission_along
+from jaxrender.integrators.lights import emission_along, light_tables
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import (
     IntegratorConfig,
@@ -302,20 +307,24 @@ def _shading_points(scene: Scene, camera: PerspectiveCamera, offsets):
     return arrays, d, si
 
 
-def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
-    """Edge samples for the direct-illumination boundary at the first hit of
-    each camera ray: one point on a scene edge (uniform by length over all
-    unique edges), kept where the edge is a silhouette as seen from the
-    shading point x and visible from it. Detached. Returns a dict: edge ends
-    `v0`, `v1`, parameter `s`, plane normal `normal` (N, 3) and `weight`
-    (N, 3) = f(x, w) (L- - L+) sin(phi) / r^2 / pdf, so that the boundary
-    term is weight * normal . (y - x). frac_em, frac_bsdf: the integrator's
-    sample shares of emitter and BSDF sampling, for its MIS weights."""
-    scene, camera = jax.lax.stop_gradient((scene, camera))
-    arrays, d, si = _shading_points(scene, camera, offsets)
-    n = d.shape[0]
-    ia, ib, face1, face2, first, _ = _unique_edges(arrays.vertices, arrays.faces, arrays.shape_of_face)
-    v = arrays.vertices
+class ShadowEdges(NamedTuple):
+    """The scene's unique edges, with a CDF by length over those that can
+    bound an emitter's visibility (detached; built once per render).
+    ia, ib: end vertex indices (E,); face1, face2: their faces (-1: none);
+    cdf: (E,) cumulative length; total: the sum."""
+
+    ia: jax.Array
+    ib: jax.Array
+    face1: jax.Array
+    face2: jax.Array
+    cdf: jax.Array
+    total: jax.Array
+
+
+def shadow_edges(arrays) -> ShadowEdges:
+    """Candidate shadow edges of a prepared scene (`ShadowEdges`)."""
+    v = jax.lax.stop_gradient(arrays.vertices)
+    ia, ib, face1, face2, first, _ = _unique_edges(v, arrays.faces, arrays.shape_of_face)
     # An interior edge between coplanar faces is a silhouette from nowhere:
     # leave it out of the distribution (a flat floor's many edges would
     # otherwise take most samples).
@@ -323,11 +332,37 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, f
                                     _face_normals(v, arrays.faces, face2)) > 1.0 - 1e-6)
     length = jnp.where(first & ~flat_pair, jnp.linalg.norm(v[ib] - v[ia], axis=-1), 0.0)
     cdf = jnp.cumsum(length)
-    total = cdf[-1]
+    total = cdf[-1] if cdf.shape[0] else jnp.float32(0.0)
+    return ShadowEdges(ia, ib, face1, face2, cdf, total)
+
+
+def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
+    """`shadow_edge_samples` at the first hit of each camera ray through
+    `offsets` (S, H, W, 2)."""
+    scene, camera = jax.lax.stop_gradient((scene, camera))
+    arrays, d, si = _shading_points(scene, camera, offsets)
+    return shadow_edge_samples(scene, arrays, shadow_edges(arrays), si, d, key, frac_em, frac_bsdf)
+
+
+def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, frac_em=1.0, frac_bsdf=1.0):
+    """Edge samples for the direct-illumination boundary at shading points
+    si (hit by rays along d): one point on a scene edge (uniform by length
+    over `edges`), kept where the edge is a silhouette as seen from the
+    shading point x and visible from it. Detached. Returns a dict: edge ends
+    `v0`, `v1`, parameter `s`, plane normal `normal` (N, 3) and `weight`
+    (N, 3) = f(x, w) (L- - L+) sin(phi) / r^2 / pdf, so that the boundary
+    term is weight * normal . (y - x). frac_em, frac_bsdf: the integrator's
+    sample shares of emitter and BSDF sampling, for its MIS weights."""
+    scene, si, d = jax.lax.stop_gradient((scene, si, d))
+    n = d.shape[0]
+    v = jax.lax.stop_gradient(arrays.vertices)
+    cdf, total = edges.cdf, edges.total
     k_edge, k_pos = jax.random.split(key)
-    e = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_edge, (n,)) * total, side="right"), cdf.shape[0] - 1)
+    e = jnp.clip(jnp.searchsorted(cdf, jax.random.uniform(k_edge, (n,)) * total, side="right"), 0,
+                 max(cdf.shape[0] - 1, 0))
     s = jax.random.uniform(k_pos, (n,))
-    a, b = v[ia[e]], v[ib[e]]
+    ia, ib = edges.ia[e], edges.ib[e]
+    a, b = v[ia], v[ib]
     y = a + s[:, None] * (b - a)
     x = si.p
     to = y - x
@@ -337,8 +372,9 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, f
     c = jnp.cross(edge_dir, w)
     sin_phi = jnp.linalg.norm(c, axis=-1)
     plane_n = safe_normalize(c)
-    n1, n2 = _face_normals(v, arrays.faces, face1[e]), _face_normals(v, arrays.faces, face2[e])
-    silhouette = (face2[e] < 0) | ((dot(n1, x - y) > 0) != (dot(n2, x - y) > 0))
+    face1, face2 = edges.face1[e], edges.face2[e]
+    n1, n2 = _face_normals(v, arrays.faces, face1), _face_normals(v, arrays.faces, face2)
+    silhouette = (face2 < 0) | ((dot(n1, x - y) > 0) != (dot(n2, x - y) > 0))
     ok = si.valid & silhouette & (total > 0) & (r > 1e-6) & (sin_phi > 1e-6)
     origin = offset_origin(x, si.n, w)
     visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
@@ -347,7 +383,7 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, f
     frame = make_frame(si.sh_n)
     wi = to_local(frame, -d)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
-    edge_shape = jnp.asarray(arrays.shape_of_face)[face1[e]]
+    edge_shape = jnp.asarray(arrays.shape_of_face)[face1]
     radiance = []
     for sign in (-1.0, 1.0):
         # Aimed from the (offset) origin at points beside y, so that they pass
@@ -367,7 +403,56 @@ def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, f
     f = bsdfs.eval(wi, to_local(frame, w))
     weight = f * (radiance[0] - radiance[1]) * (sin_phi / (r * r) * total)[:, None]
     weight = jnp.where((ok & visible)[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-    return {"v0": ia[e], "v1": ib[e], "s": s, "normal": plane_n, "weight": weight}
+    return {"v0": ia, "v1": ib, "s": s, "normal": plane_n, "weight": weight}
+
+
+class _HeldLeaves:
+    """A pytree's structure and numpy leaves, held out of a custom rule's
+    arguments (they are static); the other leaves are passed."""
+
+    def __init__(self, tree):
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.numpy = [x if isinstance(x, np.ndarray) else None for x in leaves]
+        self.passed = [x for x in leaves if not isinstance(x, np.ndarray)]
+
+    def unflatten(self, passed):
+        it = iter(passed)
+        return jax.tree.unflatten(self.treedef, [next(it) if x is None else x for x in self.numpy])
+
+
+def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key):
+    """Zeros (N, 3) whose derivative is the direct-illumination boundary
+    term at shading points si (hit by rays along d) of a path tracer with
+    one emitter and one BSDF sample per vertex: the shadow edges and the
+    edges hiding part of an emitter, seen from si.p, as they move with the
+    scene's vertices and as si.p moves. Multiply it by the path throughput
+    and add it to the radiance. Costs nothing unless the flattened vertices
+    or si.p carry a tangent."""
+    held = _HeldLeaves((scene, arrays, edges, si, d, key))
+    return _nee_edges(held, arrays.vertices, si.p, *held.passed)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _nee_edges(held, vertices, p, *passed):
+    return jnp.zeros(p.shape, jnp.float32)
+
+
+def _nee_edges_jvp(held, primals, tangents):
+    vertices, p, *passed = primals
+    dv, dp = tangents[:2]
+    zero = jnp.zeros(p.shape, jnp.float32)
+    if isinstance(dv, SymbolicZero) and isinstance(dp, SymbolicZero):
+        return zero, zero
+    scene, arrays, edges, si, d, key = held.unflatten(passed)
+    smp = shadow_edge_samples(scene, arrays, edges, si, d, key)
+    t = smp["s"][:, None]
+    moved = 0.0 if isinstance(dv, SymbolicZero) else (1.0 - t) * dv[smp["v0"]] + t * dv[smp["v1"]]
+    if not isinstance(dp, SymbolicZero):
+        moved = moved - dp
+    return zero, smp["weight"] * dot(smp["normal"], moved)[:, None]
+
+
+_nee_edges.defjvp(_nee_edges_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

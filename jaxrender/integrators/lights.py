@@ -258,3 +258,13 @@ def environment_emission(scene: Scene, d, tables):
             radiance = radiance + _rgb(texture_at(e.radiance, jnp.zeros(d.shape[:-1] + (2,), jnp.float32)))
             pdf = pdf + square_to_uniform_sphere_pdf(d) / n_em
     return radiance, pdf
+
+
+def emission_along(scene: Scene, arrays: SceneArrays, si, d, tables):
+    """Radiance reaching the ray origins along rays d whose interactions are si
+    (area lights where they hit, infinite emitters where they escaped), and
+    the solid-angle pdf with which `sample_emitter` would have produced it."""
+    le_area, pdf_area = area_emission(scene, arrays, si, d, tables)
+    le_env, pdf_env = environment_emission(scene, d, tables)
+    return (jnp.where(si.valid[:, None], le_area, le_env),
+            jnp.where(si.valid, pdf_area, pdf_env))

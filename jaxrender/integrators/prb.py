@@ -39,11 +39,10 @@ from jax.custom_derivatives import SymbolicZero
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
-from jaxrender.integrators.lights import light_tables
+from jaxrender.integrators.lights import emission_along, light_tables
 from jaxrender.integrators.path import (
     UNBOUNDED_DEPTH,
     continue_paths,
-    emission_along,
     hash_uniform,
     next_event,
     russian_roulette,
@@ -52,13 +51,14 @@ from jaxrender.integrators.path import (
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 
 
-def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None):
+def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None, boundary=False):
     """`trace_paths` (same arguments, same value) with path replay as its
-    reverse-mode derivative."""
+    reverse-mode derivative. boundary: as trace_paths' (the shadow-edge term
+    moves with geometry and the camera only, so it lives in the fallback)."""
     leaves, tree = jax.tree.flatten((scene, arrays, origins, directions, t_max))
     # numpy leaves (the prepared scene's face tables) are static: they stay
     # out of the custom rule's arguments.
-    static = _Static(cfg, tree, [x if isinstance(x, np.ndarray) else None for x in leaves])
+    static = _Static(cfg, tree, [x if isinstance(x, np.ndarray) else None for x in leaves], boundary)
     return _replayed(static, key, *[x for x in leaves if not isinstance(x, np.ndarray)])
 
 
@@ -73,8 +73,8 @@ def _fill(mask, taken, others):
 class _Static:
     """The non-array part of _replayed's input: config, tree and numpy leaves."""
 
-    def __init__(self, cfg, tree, numpy_leaves):
-        self.cfg, self.tree, self.numpy_leaves = cfg, tree, numpy_leaves
+    def __init__(self, cfg, tree, numpy_leaves, boundary):
+        self.cfg, self.tree, self.numpy_leaves, self.boundary = cfg, tree, numpy_leaves, boundary
         self.num_leaves = sum(x is None for x in numpy_leaves)
         # Leaves after the scene's: prepared geometry and camera rays.
         self.num_scene = sum(x is None for x in numpy_leaves[:tree.children()[0].num_leaves])
@@ -88,7 +88,8 @@ class _Static:
 def _replayed(static, key, *leaves):
     scene, arrays, origins, directions, t_max = static.unflatten(leaves)
     # Rolled: the unrolled loop's memory grows with max_depth (path.py).
-    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=False)
+    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=False,
+                       boundary=static.boundary)
 
 
 class _Fallback(NamedTuple):

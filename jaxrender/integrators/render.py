@@ -170,12 +170,51 @@ def _decoupled_jvp(config, primals, tangents):
 _decoupled.defjvp(_decoupled_jvp, symbolic_zeros=True)
 
 
-# Jitted so that calls outside the user's jit reuse the compiled render
-# (keyed on the scene's static structure, the integrator and spp) instead of
-# recompiling the pass loop each time; inside a jit it is inlined.
-@functools.partial(jax.jit, static_argnums=(2, 3, 5))
+# XLA:CPU options that make renders faster. YNNPACK "fusions" (XLA:CPU's
+# library calls for elementwise ops and reductions) turn every size-3 reduce
+# of the shading code (dot products, max over RGB) into a library call that
+# is slower than XLA's own loop; leaving YNNPACK only matrix products made
+# the Cornell box 18% faster (bench_render.py).
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+@functools.cache
+def compiler_options() -> dict:
+    """XLA compiler options under which jaxrender renders fastest on this
+    JAX's default backend, for `jax.jit(f, compiler_options=...)` around
+    functions that call `render` (the options of the outermost jit apply;
+    `render` called outside any jit uses them already). Empty where no
+    option helps or this jaxlib does not know them. Changes only speed."""
+    if jax.default_backend() != "cpu":
+        return {}
+    try:
+        # Unknown options are a compile error (not a crash): probe once.
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.float32(0)).compile()
+    except Exception:  # noqa: BLE001 - any failure means: do without
+        return {}
+    return dict(_CPU_OPTIONS)
+
+
 def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
             boundary: bool) -> jax.Array:
+    # JAX takes compiler options only on the outermost jit: under a
+    # transformation (the user's jit, grad, vmap) the plain jit is used.
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((scene, camera, key)))
+    return _render_jit(not traced)(scene, camera, cfg, spp, key, boundary)
+
+
+# Jitted so that calls outside the user's jit reuse the compiled render
+# (keyed on the scene's static structure, the integrator and spp) instead of
+# recompiling the pass loop each time; inside a jit it is inlined. Built on
+# first use: the options probe needs a backend, which import must not start.
+@functools.cache
+def _render_jit(top_level: bool):
+    options = compiler_options() if top_level else {}
+    return jax.jit(_render_passes, static_argnums=(2, 3, 5), compiler_options=options or None)
+
+
+def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
+                   boundary: bool) -> jax.Array:
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
     width, height = camera.film.width, camera.film.height
     pixels = width * height
@@ -196,13 +235,19 @@ def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp:
         o, d = camera_rays(camera, offsets)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         t_max = clip_t_max(camera, d)
-        value = trace(scene, arrays, cfg, o, d, k_path, t_max)
+        # path and prb add the shadow-edge term at each vertex themselves.
+        paths = cfg.type in ("path", "prb")
+        if paths:
+            value = trace(scene, arrays, cfg, o, d, k_path, t_max, boundary=boundary)
+        else:
+            value = trace(scene, arrays, cfg, o, d, k_path, t_max)
         value = value.reshape(per_pass, height, width, channels)
         edges = 0.0
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
             edges = boundary_term((cfg, per_pass * pixels, per_pass), trace_values, scene, camera, k_edge)
-            value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
+            if not paths:
+                value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)
