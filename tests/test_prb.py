@@ -19,6 +19,7 @@ scene, cheap to compile.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 
 import jax
@@ -145,6 +146,26 @@ def test_prb_gradient_equals_path(scene, max_depth):
         # Only the area light and the environment are seen directly.
         g_path = {k: g_path[k] for k in ("env.data", "env.scale", "light.emitter.radiance.value")}
     _assert_same_gradient(g_prb, g_path, 1e-3)
+
+
+def test_prb_over_several_passes_equals_path(simple, monkeypatch):
+    """With several passes render checkpoints each; prb keeps its radiance
+    across the checkpoint (a named residual) instead of recomputing the
+    pass. The gradient must not change: 3 passes of 2 spp (a pass size no
+    other test compiles, so no cached trace is reused)."""
+    monkeypatch.setattr(importlib.import_module("jaxrender.integrators.render"), "PASS_SAMPLES", 2 * 144)
+    params = _params(simple, ("block.bsdf.reflectance.value", "floor.bsdf.reflectance.value"))
+    weights = jax.random.uniform(jax.random.key(7), (12, 12, 3))
+    cfg = dataclasses.replace(simple.integrator, max_depth=3)
+    key = jax.random.key(5)
+    got = {}
+    for integrator in ("path", "prb"):
+        def loss(p):
+            image = jr.render(jr.replace(simple, p), dataclasses.replace(cfg, type=integrator), spp=6, key=key)
+            return jnp.sum(weights * image)
+        got[integrator] = jax.jit(jax.value_and_grad(loss))(params)
+    np.testing.assert_allclose(float(got["prb"][0]), float(got["path"][0]), rtol=1e-6)
+    _assert_same_gradient(got["prb"][1], got["path"][1], 1e-3)
 
 
 def test_prb_geometry_falls_back_to_path(simple):

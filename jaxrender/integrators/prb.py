@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
@@ -49,6 +50,9 @@ from jaxrender.integrators.path import (
     trace_paths,
 )
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+
+# The name of the one residual of replay worth keeping across passes.
+RESIDUAL_NAME = "jaxrender_prb_radiance"
 
 
 def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None, boundary=False):
@@ -123,7 +127,9 @@ def _replayed_fwd(static, key, *leaves):
     value = _replayed.fun(static, key, *values)
     differentiated = [x.value if x.perturbed else None for x in leaves]
     constant = [None if x.perturbed else x.value for x in leaves]
-    return value, _Replay(key, differentiated, constant, value)
+    # Named so that render's checkpointed passes keep it (RESIDUAL_NAME):
+    # 12 bytes per sample, where recomputing it costs a primal render.
+    return value, _Replay(key, differentiated, constant, checkpoint_name(value, RESIDUAL_NAME))
 
 
 def _replayed_bwd(static, res, ct):

@@ -17,6 +17,7 @@ from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import check_supported
 from jaxrender.integrators.path import trace_paths
+from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
 from jaxrender.scene import IntegratorConfig, PerspectiveCamera, Scene, camera_rays
 
@@ -95,11 +96,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         (`jaxrender.integrators.boundary`) when vertices, `to_world` or the
         camera change: primary edges (silhouettes and creases moving across
         pixels; one edge sample per pixel sample) and the direct-illumination
-        edges at the first hit (shadow edges, edges hiding part of an
-        emitter; one edge sample per camera sample). They add nothing to the
-        image and cost nothing unless geometry or the camera is
-        differentiated. Not included: visibility changes seen after the first
-        bounce (indirect light). `aov` has none.
+        edges (shadow edges, edges hiding part of an emitter; one edge
+        sample per shading point): `direct` at the first hit of each camera
+        ray, `path` and `prb` at every path vertex that samples an emitter.
+        They add nothing to the image and cost nothing unless geometry or
+        the camera is differentiated. Not included: visibility changes of
+        indirect light (an occluder hiding a lit surface). `aov` has none.
 
     Returns:
       float32 (height, width, 3) linear RGB; for "aov", (height, width, C):
@@ -115,8 +117,10 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     "prb" (no geometry derivatives) that of one bounce, whatever the depth. When
     there are several passes, each is recomputed in the backward sweep from
     the image accumulated before it (`jax.checkpoint`), so gradient memory
-    does not grow with spp, at the cost of one more primal pass. Forward mode
-    (`jvp`) carries tangents alongside and keeps no residuals.
+    does not grow with spp, at the cost of one more primal pass; "prb"
+    instead keeps each pass's radiance (12 bytes per sample, H*W*spp*12
+    bytes in all), which is all its replay needs. Forward mode (`jvp`)
+    carries tangents alongside and keeps no residuals.
     """
     check_supported(scene)
     cfg = _integrator(scene, integrator)
@@ -258,8 +262,11 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
     zeros = (jnp.zeros((height, width, channels), jnp.float32), jnp.zeros((height, width, 1), jnp.float32))
     if passes > 1:
         # Reverse mode keeps only each pass's incoming image and recomputes
-        # the pass, so gradient memory is that of one pass, not of spp.
-        one_pass = jax.checkpoint(one_pass)
+        # the pass, so gradient memory is that of one pass, not of spp. prb
+        # keeps its radiance (12 bytes per sample): its replay needs nothing
+        # else, and recomputing it would cost one more primal render.
+        policy = jax.checkpoint_policies.save_only_these_names(PRB_RESIDUAL)
+        one_pass = jax.checkpoint(one_pass, policy=policy)
     total, wsum = jax.lax.fori_loop(0, passes, one_pass, zeros)
     if box:
         return total / spp
