@@ -18,6 +18,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 INV_PI = 1.0 / jnp.pi
@@ -178,6 +179,31 @@ def jvp_nonzero(fn, primals, tangents):
         return fn(*jax.tree.unflatten(tree, values))
 
     return jax.jvp(partial, tuple(leaves[i] for i in active), tuple(d_leaves[i] for i in active))
+
+
+class NumpyLeaves:
+    """A pytree's structure and its numpy leaves (static tables such as a
+    prepared scene's faces), held as a custom rule's static argument while
+    the other leaves are passed as its arguments: `split(tree)` returns
+    (NumpyLeaves, the other leaves in order), `unflatten(passed)` rebuilds
+    the tree. It keeps no traced values."""
+
+    def __init__(self, treedef, numpy_leaves):
+        self.treedef, self.numpy = treedef, numpy_leaves
+
+    @classmethod
+    def split(cls, tree):
+        leaves, treedef = jax.tree.flatten(tree)
+        held = cls(treedef, [x if isinstance(x, np.ndarray) else None for x in leaves])
+        return held, [x for x in leaves if not isinstance(x, np.ndarray)]
+
+    def passed_count(self, first_leaves=None) -> int:
+        """How many leaves are passed (of the first `first_leaves` leaves)."""
+        return sum(x is None for x in self.numpy[:first_leaves])
+
+    def unflatten(self, passed):
+        it = iter(passed)
+        return jax.tree.unflatten(self.treedef, [next(it) if x is None else x for x in self.numpy])
 
 
 def _materialize_cpu(x):

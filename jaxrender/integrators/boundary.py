@@ -61,7 +61,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.geometry import occluded
 from jaxrender.geometry.world import flatten_scene
-from jaxrender.integrators._math import dot, jvp_nonzero, safe_normalize
+from jaxrender.integrators._math import NumpyLeaves, dot, jvp_nonzero, safe_normalize
 from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
 from jaxrender.integrators.interaction import (
@@ -406,20 +406,6 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     return {"v0": ia, "v1": ib, "s": s, "normal": plane_n, "weight": weight}
 
 
-class _HeldLeaves:
-    """A pytree's structure and numpy leaves, held out of a custom rule's
-    arguments (they are static); the other leaves are passed."""
-
-    def __init__(self, tree):
-        leaves, self.treedef = jax.tree.flatten(tree)
-        self.numpy = [x if isinstance(x, np.ndarray) else None for x in leaves]
-        self.passed = [x for x in leaves if not isinstance(x, np.ndarray)]
-
-    def unflatten(self, passed):
-        it = iter(passed)
-        return jax.tree.unflatten(self.treedef, [next(it) if x is None else x for x in self.numpy])
-
-
 def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key):
     """Zeros (N, 3) whose derivative is the direct-illumination boundary
     term at shading points si (hit by rays along d) of a path tracer with
@@ -428,8 +414,8 @@ def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key):
     scene's vertices and as si.p moves. Multiply it by the path throughput
     and add it to the radiance. Costs nothing unless the flattened vertices
     or si.p carry a tangent."""
-    held = _HeldLeaves((scene, arrays, edges, si, d, key))
-    return _nee_edges(held, arrays.vertices, si.p, *held.passed)
+    held, passed = NumpyLeaves.split((scene, arrays, edges, si, d, key))
+    return _nee_edges(held, arrays.vertices, si.p, *passed)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

@@ -19,10 +19,8 @@ from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 
 
 def mis_shares(cfg) -> tuple[float, float]:
-    """The shares of emitter and BSDF samples weighing the integrator's MIS
-    (Mitsuba's m_frac_lum, m_frac_bsdf; path tracing draws one of each)."""
-    if cfg.type != "direct":
-        return 1.0, 1.0
+    """The shares of emitter and BSDF samples weighing `direct`'s MIS
+    (Mitsuba's m_frac_lum, m_frac_bsdf)."""
     total = max(cfg.emitter_samples + cfg.bsdf_samples, 1)
     return cfg.emitter_samples / total, cfg.bsdf_samples / total
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrender.integrators._math import dot, safe_normalize
+from jaxrender.integrators._math import dot, safe_normalize, squared_norm
 from jaxrender.integrators.bsdfs import texture_at
 from jaxrender.integrators.interaction import SceneArrays
 from jaxrender.integrators.warp import (
@@ -152,7 +152,7 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     # as area_k * detach(total / area_k): the Jacobian of the attached
     # sample. The returned pdf stays live for MIS, the same function as
     # `area_emission`'s.
-    area2 = jnp.sum(cross * cross, axis=-1)
+    area2 = squared_norm(cross)
     ok = ok & (area2 > 0)
     area_k = 0.5 * jnp.sqrt(jnp.where(ok, area2, 1.0))  # double where: no 0 * inf
     jacobian = area_k * jax.lax.stop_gradient(jnp.where(ok, total, 1.0) / area_k)

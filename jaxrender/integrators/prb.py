@@ -33,11 +33,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators._math import NumpyLeaves
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables
@@ -59,11 +59,10 @@ def trace_paths_prb(scene, arrays, cfg, origins, directions, key, t_max=None, bo
     """`trace_paths` (same arguments, same value) with path replay as its
     reverse-mode derivative. boundary: as trace_paths' (the shadow-edge term
     moves with geometry and the camera only, so it lives in the fallback)."""
-    leaves, tree = jax.tree.flatten((scene, arrays, origins, directions, t_max))
     # numpy leaves (the prepared scene's face tables) are static: they stay
     # out of the custom rule's arguments.
-    static = _Static(cfg, tree, [x if isinstance(x, np.ndarray) else None for x in leaves], boundary)
-    return _replayed(static, key, *[x for x in leaves if not isinstance(x, np.ndarray)])
+    held, passed = NumpyLeaves.split((scene, arrays, origins, directions, t_max))
+    return _replayed(_Static(cfg, held, boundary), key, *passed)
 
 
 def _fill(mask, taken, others):
@@ -75,17 +74,17 @@ def _fill(mask, taken, others):
 
 
 class _Static:
-    """The non-array part of _replayed's input: config, tree and numpy leaves."""
+    """The non-array part of _replayed's input: config, boundary flag and
+    the held tree (`NumpyLeaves`)."""
 
-    def __init__(self, cfg, tree, numpy_leaves, boundary):
-        self.cfg, self.tree, self.numpy_leaves, self.boundary = cfg, tree, numpy_leaves, boundary
-        self.num_leaves = sum(x is None for x in numpy_leaves)
+    def __init__(self, cfg, held, boundary):
+        self.cfg, self.held, self.boundary = cfg, held, boundary
+        self.num_leaves = held.passed_count()
         # Leaves after the scene's: prepared geometry and camera rays.
-        self.num_scene = sum(x is None for x in numpy_leaves[:tree.children()[0].num_leaves])
+        self.num_scene = held.passed_count(held.treedef.children()[0].num_leaves)
 
     def unflatten(self, leaves):
-        return jax.tree.unflatten(self.tree, _fill([x is None for x in self.numpy_leaves], leaves,
-                                                   self.numpy_leaves))
+        return self.held.unflatten(leaves)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

@@ -231,6 +231,10 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
     trace = {"aov": trace_aovs, "direct": trace_direct, "path": trace_paths, "prb": trace_paths_prb}[cfg.type]
     # The boundary terms evaluate the integrator without differentiating it.
     trace_values = trace_paths if cfg.type == "prb" else trace
+    # path and prb add the shadow-edge term at each vertex themselves;
+    # direct gets it at the camera rays' hits (shadow_term).
+    paths = cfg.type in ("path", "prb")
+    trace_args = {"boundary": boundary} if paths else {}
 
     def one_pass(i, total):
         k = jax.random.fold_in(key, i)
@@ -239,12 +243,7 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
         o, d = camera_rays(camera, offsets)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         t_max = clip_t_max(camera, d)
-        # path and prb add the shadow-edge term at each vertex themselves.
-        paths = cfg.type in ("path", "prb")
-        if paths:
-            value = trace(scene, arrays, cfg, o, d, k_path, t_max, boundary=boundary)
-        else:
-            value = trace(scene, arrays, cfg, o, d, k_path, t_max)
+        value = trace(scene, arrays, cfg, o, d, k_path, t_max, **trace_args)
         value = value.reshape(per_pass, height, width, channels)
         edges = 0.0
         if cfg.type != "aov" and boundary:
