@@ -44,7 +44,7 @@ def _rel(a, b):
     return float(np.linalg.norm(_down(a) - _down(b)) / np.linalg.norm(_down(b)))
 
 
-def _check(move, scene, step, spp=64, interior=True):
+def _check(move, scene, step, spp=64, interior=True, fd_spp=1024):
     """jvp (with and without boundary), grad of a weighted pixel sum, and
     central differences of `image(x) = render(move(scene, x))` at x = 0."""
     def image(x, n, key, boundary=True):
@@ -52,7 +52,7 @@ def _check(move, scene, step, spp=64, interior=True):
 
     jvp = jax.jit(lambda b: jax.jvp(lambda x: image(x, spp, jax.random.key(1), b), (0.0,), (1.0,))[1],
                   static_argnums=0)
-    f = jax.jit(lambda x: image(x, max(1024, spp), jax.random.key(2)))
+    f = jax.jit(lambda x: image(x, max(fd_spp, spp), jax.random.key(2)))
     fd = (f(step) - f(-step)) / (2 * step)
     return jvp(True), jvp(False) if interior else None, fd, image
 
@@ -197,3 +197,59 @@ def test_shadow_seen_in_a_mirror():
     for integrator in ("path", "prb"):
         g = jax.grad(lambda x: jnp.sum(weights * jr.render(move(scene, x), integrator, spp=64, key=key)))(0.0)
         np.testing.assert_allclose(g, jnp.sum(weights * tangent), rtol=1e-3, err_msg=integrator)
+
+
+DELTA = """<scene version="3.0.0">
+  <integrator type="{integrator}">{depth}</integrator>
+  <sensor type="perspective"><float name="fov" value="40"/>
+    <transform name="to_world"><lookat origin="0.5, -1, 4" target="0, 0, 0" up="0, 1, 0"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+  <shape type="rectangle" id="floor"><transform name="to_world"><scale value="1.5"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="cube" id="blocker"><transform name="to_world"><scale value="0.25"/><rotate z="1" angle="25"/>
+    <translate z="0.8"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  {light}
+</scene>"""
+DEPTH = '<integer name="max_depth" value="3"/>'
+DELTA_LIGHTS = {
+    "point": '<emitter type="point" id="lamp"><point name="position" x="0.2" y="0.1" z="2.0"/>'
+             '<rgb name="intensity" value="4, 4, 4"/></emitter>',
+    "spot": '<emitter type="spot" id="lamp"><transform name="to_world"><lookat origin="0.2, 0.1, 2" target="0, 0, 0"/>'
+            '</transform><float name="cutoff_angle" value="40"/><rgb name="intensity" value="4, 4, 4"/></emitter>',
+    "directional": '<emitter type="directional" id="lamp"><vector name="direction" x="-0.3" y="-0.2" z="-1"/>'
+                   '<rgb name="irradiance" value="2, 2, 2"/></emitter>',
+}
+
+
+@pytest.mark.parametrize("light, integrator, moved", [
+    ("point", "direct", "blocker.to_world"),
+    ("spot", "path", "lamp.to_world"),
+    ("directional", "path", "blocker.to_world"),
+])
+def test_delta_light_shadows(light, integrator, moved):
+    """Hard shadows of point, spot and directional lights on a floor under a
+    cube, as the cube (or the light) translates: the shadow's outline slides
+    across the film (the boundary of the pixel integral, not of the light's),
+    with the cube's own silhouette. Measured 2-7% from central differences
+    (4096 spp) with 128 spp, bound 15%; without boundary terms the cube's
+    motion gets no derivative at all and the light's only that of its falloff
+    (40% off)."""
+    depth = DEPTH if integrator == "path" else ""
+    scene = jr.load_string(DELTA.format(integrator=integrator, depth=depth, light=DELTA_LIGHTS[light]))
+    d, d0, fd, _ = _check(_translate(moved), scene, 0.02, spp=128, fd_spp=4096)
+    print(f"{light}: {_rel(d, fd):.3f} with, {_rel(d0, fd):.3f} without boundary terms")
+    assert _rel(d, fd) < BOUND, _rel(d, fd)
+    assert _rel(d0, fd) > 0.3, _rel(d0, fd)
+
+
+def test_delta_light_shadow_reverse_mode():
+    """jax.grad of a weighted pixel sum equals the forward-mode derivative,
+    delta-light shadow term included (the term is added outside the
+    integrator, the same for each)."""
+    scene = jr.load_string(DELTA.format(integrator="direct", depth="", light=DELTA_LIGHTS["point"]))
+    move = _translate("blocker.to_world")
+    key = jax.random.key(3)
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=(16, 16, 3)), jnp.float32)
+    tangent = jax.jvp(lambda x: jr.render(move(scene, x), spp=16, key=key), (0.0,), (1.0,))[1]
+    g = jax.grad(lambda x: jnp.sum(weights * jr.render(move(scene, x), spp=16, key=key)))(0.0)
+    np.testing.assert_allclose(g, jnp.sum(weights * tangent), rtol=1e-3)

@@ -43,9 +43,22 @@ vertex of every path, times the path throughput, wherever they do
 next-event estimation (`nee_edge_term`): shadows seen in mirrors, through
 glass or lighting other surfaces. Uniform edge sampling is simple and
 unbiased but noisy: most sampled edges are not silhouettes from x
-(measured ~13% noise at 2048 spp on a 16x16 shadow scene). Not included:
-visibility changes of indirect light (an occluder hiding a lit surface
-from x), and shadows of delta lights (point, spot, directional).
+(measured ~13% noise at 2048 spp on a 16x16 shadow scene).
+
+Shadows of delta lights (point, spot, directional; `delta_shadow_term`):
+seen from a shading point such a light is visible or not, so its shadows
+bound the pixel integral instead. A point y on a scene edge, the light's
+ray through it and the surface point x that ray lights just beside the
+occluder give a point of the shadow's outline; where the camera sees x,
+it enters as a primary edge does, with the light's direct contribution at
+x as the jump and its film-space motion differentiated through the edge's
+vertices, the receiving triangle, the light's placement and the camera.
+`direct`, `path` and `prb` add it for the camera rays' first hits; the
+shadows of delta lights seen in mirrors or through glass, and a spot
+light's hard cone edge, have no boundary term.
+
+Not included: visibility changes of indirect light (an occluder hiding a
+lit surface from x).
 """
 
 from __future__ import annotations
@@ -70,15 +83,18 @@ from jaxrender.integrators.interaction import (
     surface_interaction,
 )
 from jaxrender.integrators.interaction import trace as trace_rays
-from jaxrender.integrators.lights import emission_along, light_tables
+from jaxrender.integrators.lights import DELTA_LIGHTS, emission_along, light_tables
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import (
+    DirectionalLight,
     IntegratorConfig,
     PerspectiveCamera,
+    PointLight,
     Scene,
     camera_rays,
     transform_points,
 )
+from jaxrender.scene.emitters import delta_light_incident, emitter_direction
 from jaxrender.scene.sensors import sample_ray
 
 # Offset of the two radiance samples from the edge, in pixels: far enough
@@ -473,3 +489,200 @@ def _shadow_term_jvp(config, primals, tangents):
 
 
 shadow_term.defjvp(_shadow_term_jvp, symbolic_zeros=True)
+
+
+# Delta lights (point, spot, directional) light a point or not: seen from a
+# fixed shading point their visibility has no boundary to integrate over.
+# Their shadow edges are boundaries of the pixel integral instead: curves on
+# the receiving surface, which move across the film as the occluder, the
+# light, the receiver or the camera moves. PSDR-style, a sample picks a point
+# y on a scene edge (uniform by length), follows the light's ray through y to
+# the surface it lights beyond (x, on the shadow boundary), and enters where
+# x projects on the film if the camera sees x, as a primary edge does:
+# weight * n_film . u(theta), with u the film position of the boundary point
+# (the intersection of the light's line through y with the receiving
+# triangle's plane, moving with the scene's vertices, the light and the
+# camera) and n_film the boundary curve's film normal.
+
+
+def _delta_lights(scene: Scene) -> list[int]:
+    return [i for i, e in enumerate(scene.emitters) if isinstance(e, DELTA_LIGHTS)]
+
+
+def _placement(scene: Scene):
+    """The delta lights' placement leaves: a point light's position, a spot
+    or directional light's to_world."""
+    return tuple(_placement_of(scene.emitters[i]) for i in _delta_lights(scene))
+
+
+def _placement_of(light):
+    return light.position if isinstance(light, PointLight) else light.to_world
+
+
+def _with_placement(scene: Scene, placement) -> Scene:
+    emitters = list(scene.emitters)
+    for i, leaf in zip(_delta_lights(scene), placement):
+        name = "position" if isinstance(emitters[i], PointLight) else "to_world"
+        emitters[i] = dataclasses.replace(emitters[i], **{name: leaf})
+    return dataclasses.replace(scene, emitters=tuple(emitters))
+
+
+def _light_line(light, y):
+    """The direction (unnormalized) of the light's ray through points y."""
+    if isinstance(light, DirectionalLight):
+        return jnp.broadcast_to(emitter_direction(light), y.shape)
+    origin = light.position if isinstance(light, PointLight) else light.to_world[:3, 3]
+    return y - jnp.asarray(origin, jnp.float32)
+
+
+def _on_plane(vertices, faces, tri, o, d):
+    """Where the lines o + t d meet the planes of triangles tri."""
+    f = jnp.asarray(faces)[tri]
+    q0, q1, q2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
+    nr = jnp.cross(q1 - q0, q2 - q0)
+    den = dot(nr, d)
+    t = dot(nr, q0 - o) / jnp.where(den != 0, den, 1.0)
+    return o + t[:, None] * d
+
+
+def _delta_boundary_film(scene: Scene, camera: PerspectiveCamera, light, smp, s=None):
+    """Film positions (n, 2) of the shadow-boundary points of samples `smp`
+    (edge ends v0, v1, parameter s, receiving triangle tri): where the light's
+    line through the edge point meets the receiving triangle's plane."""
+    world = flatten_scene(scene)
+    t = (smp["s"] if s is None else s)[:, None]
+    y = (1.0 - t) * world.vertices[smp["v0"]] + t * world.vertices[smp["v1"]]
+    x = _on_plane(world.vertices, world.faces, smp["tri"], y, _light_line(light, y))
+    return _project(camera, x)[0]
+
+
+def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, index: int, key, n: int):
+    """n boundary samples of delta light `scene.emitters[index]`'s shadows as
+    seen by the camera (detached). Returns a dict: edge ends `v0`, `v1` and
+    parameter `s` (n,), receiving triangle `tri` (n,), film point `x` and
+    film normal `normal` (n, 2), and `weight` (n, 3) = (L- - L+) |du/ds| /
+    (pdf n): the radiance jump across the boundary (the light's direct
+    contribution at the receiving point, seen from the camera) times the
+    film length per sample; zero where no boundary was found."""
+    scene, camera = jax.lax.stop_gradient((scene, camera))
+    light = scene.emitters[index]
+    arrays = prepare_scene(scene)
+    v = arrays.vertices
+    edges = shadow_edges(arrays)
+    k_edge, k_pos = jax.random.split(key)
+    e = jnp.clip(jnp.searchsorted(edges.cdf, jax.random.uniform(k_edge, (n,)) * edges.total, side="right"),
+                 0, max(edges.cdf.shape[0] - 1, 0))
+    s = jax.random.uniform(k_pos, (n,))
+    ia, ib = edges.ia[e], edges.ib[e]
+    a, b = v[ia], v[ib]
+    y = a + s[:, None] * (b - a)
+    line = _light_line(light, y)
+    w = safe_normalize(line)
+    if isinstance(light, DirectionalLight):
+        # From outside the scene's bounds: the light is infinitely far.
+        lo, hi = jnp.min(v, axis=0), jnp.max(v, axis=0)
+        reach = 2.0 * jnp.linalg.norm(hi - lo) + 1.0
+        origin = y - w * reach
+    else:
+        origin = y - line
+    r = jnp.linalg.norm(y - origin, axis=-1)
+    m = safe_normalize(jnp.cross(b - a, w))
+    # One ray passes just beside the edge on either side; at a shadow edge
+    # one of them is stopped by the occluder near y and the other goes on
+    # to light the receiver (no silhouette test needed: an edge the light
+    # does not graze stops both rays or neither).
+    side = (SHADOW_SIDE_OFFSET * r)[:, None] * m
+    hits, sis = [], []
+    for sign in (1.0, -1.0):
+        ws = safe_normalize(y + sign * side - origin)
+        hit = trace_rays(arrays, origin, ws)
+        hits.append(hit)
+        sis.append(surface_interaction(arrays, hit, origin, ws))
+    past = [si.valid & (si.t > r * (1.0 + 1e-3)) for si in sis]
+    stopped = [jnp.isfinite(si.t) & (si.t <= r * (1.0 + 1e-3)) for si in sis]
+    plus_lit = past[0] & stopped[1]
+    ok = (plus_lit | (past[1] & stopped[0])) & (edges.total > 0) & (r > 1e-6)
+    sigma = jnp.where(plus_lit, 1.0, -1.0)
+    si = jax.tree.map(lambda p, q: jnp.where(plus_lit.reshape(plus_lit.shape + (1,) * (p.ndim - 1)), p, q), *sis)
+    tri = jnp.where(plus_lit, hits[0].prim, hits[1].prim)
+    tri = jnp.where(ok, tri, 0)
+    x = _on_plane(v, arrays.faces, tri, y, line)
+    smp = {"v0": ia, "v1": ib, "s": s, "tri": tri}
+
+    # Seen by the camera, inside the film?
+    eye = camera.to_world[:3, 3]
+    to_x = x - eye
+    dist = jnp.linalg.norm(to_x, axis=-1)
+    d_cam = to_x / jnp.maximum(dist, 1e-20)[:, None]
+    u, z = _project(camera, x)
+    wf, hf = camera.film.width, camera.film.height
+    ok = ok & (z > camera.near_clip) & (u[:, 0] >= 0) & (u[:, 0] < wf) & (u[:, 1] >= 0) & (u[:, 1] < hf)
+    ok = ok & ~occluded(arrays.accel, v, arrays.faces, jnp.broadcast_to(eye, d_cam.shape), d_cam,
+                         jnp.where(ok, dist * (1.0 - 1e-3), 0.0))
+
+    # The light's direct contribution at x as the integrators estimate it.
+    frame = make_frame(si.sh_n)
+    bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+    wi_light, _, value = delta_light_incident(light, x)
+    lit = bsdfs.eval(to_local(frame, -d_cam), to_local(frame, wi_light)) * value
+
+    # The boundary's film normal: the gradient over the film of the signed
+    # distance of the camera ray's receiving-plane point from the plane
+    # through the light's line and the edge (positive on m's side).
+    def signed(film):
+        o, d = sample_ray(camera, film / jnp.array([wf, hf], jnp.float32))
+        return dot(m, _on_plane(v, arrays.faces, tri, o, d) - y)
+
+    grad = jnp.stack([jax.jvp(signed, (u,), (jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32)[k], u.shape),))[1]
+                      for k in range(2)], -1)
+    gnorm = jnp.linalg.norm(grad, axis=-1)
+    normal = grad / jnp.where(gnorm > 0, gnorm, 1.0)[:, None]
+    # Film length of the boundary per unit of the edge parameter.
+    du_ds = jax.jvp(lambda t: _delta_boundary_film(scene, camera, light, smp, t), (s,), (jnp.ones_like(s),))[1]
+    length = jnp.linalg.norm(b - a, axis=-1)
+    jac = jnp.linalg.norm(du_ds, axis=-1) * edges.total / jnp.where(length > 0, length, 1.0)
+    ok = ok & (gnorm > 0) & (length > 0)
+    # Across +normal the signed distance grows: lit there when sigma > 0.
+    weight = (-sigma * jac / n)[:, None] * lit
+    weight = jnp.where(ok[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    return {**smp, "x": u, "normal": normal, "weight": weight}
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def delta_shadow_term(config, scene: Scene, camera: PerspectiveCamera, key):
+    """Zeros (H, W, 3) whose derivative is the boundary term of the delta
+    lights' (point, spot, directional) shadows at the first hit of camera
+    rays: shadow edges sliding across the film as the scene's vertices and
+    to_world, the lights' position / to_world or the camera move.
+
+    config: (n edge samples per light, scale) static; `scale` as in
+    `boundary_term`. Add it where the integrator's first-hit next-event
+    estimation sees delta lights (`direct` with emitter samples, `path`
+    and `prb` with max_depth > 1)."""
+    return jnp.zeros((camera.film.height, camera.film.width, 3), jnp.float32)
+
+
+def _delta_shadow_term_jvp(config, primals, tangents):
+    n, scale = config
+    scene, camera, key = primals
+    zero = delta_shadow_term(config, scene, camera, key)
+    moving = (*_moving(scene, camera), _placement(scene))
+    d_moving = (*_moving(tangents[0], tangents[1]), _placement(tangents[0]))
+    if _all_zero(d_moving) or not scene.shapes:
+        return zero, jnp.zeros_like(zero)
+    out = jnp.zeros_like(zero)
+    for index, k in zip(_delta_lights(scene), jax.random.split(key, len(_delta_lights(scene)))):
+        smp = sample_delta_shadows(scene, camera, index, k, n)
+
+        def film_points(geometry, to_world, fov, placement, index=index, smp=smp):
+            s, c = _with_moving(scene, camera, geometry, to_world, fov)
+            s = _with_placement(s, placement)
+            return _delta_boundary_film(s, c, s.emitters[index], smp)
+
+        _, du = jvp_nonzero(film_points, moving, d_moving)
+        values = smp["weight"] * (scale * jnp.sum(smp["normal"] * du, -1))[:, None]
+        out = out + _splat_edges(camera, values, smp["x"])
+    return zero, out
+
+
+delta_shadow_term.defjvp(_delta_shadow_term_jvp, symbolic_zeros=True)

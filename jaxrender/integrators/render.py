@@ -11,11 +11,11 @@ import numpy as np
 
 from jaxrender.integrators._math import jvp_nonzero
 from jaxrender.integrators.aov import aov_channels, trace_aovs
-from jaxrender.integrators.boundary import boundary_term, shadow_term
+from jaxrender.integrators.boundary import boundary_term, delta_shadow_term, shadow_term
 from jaxrender.integrators.direct import mis_shares, trace_direct
 from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
-from jaxrender.integrators.lights import check_supported
+from jaxrender.integrators.lights import DELTA_LIGHTS, check_supported
 from jaxrender.integrators.path import trace_paths
 from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
@@ -98,8 +98,10 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         pixels; one edge sample per pixel sample) and the direct-illumination
         edges (shadow edges, edges hiding part of an emitter; one edge
         sample per shading point): `direct` at the first hit of each camera
-        ray, `path` and `prb` at every path vertex that samples an emitter.
-        They add nothing to the image and cost nothing unless geometry or
+        ray, `path` and `prb` at every path vertex that samples an emitter;
+        the outlines of point, spot and directional lights' shadows where
+        the camera sees them (one edge sample per pixel sample and light;
+        through mirrors or glass they have none). They add nothing to the image and cost nothing unless geometry or
         the camera is differentiated. Not included: visibility changes of
         indirect light (an occluder hiding a lit surface). `aov` has none.
 
@@ -235,6 +237,11 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
     # direct gets it at the camera rays' hits (shadow_term).
     paths = cfg.type in ("path", "prb")
     trace_args = {"boundary": boundary} if paths else {}
+    # Delta lights' shadows bound the pixel integral at the camera rays'
+    # first hits, wherever the integrator's next-event estimation sees them.
+    nee_at_first_hit = cfg.emitter_samples > 0 if cfg.type == "direct" else paths and cfg.max_depth not in (0, 1)
+    delta_shadows = (boundary and nee_at_first_hit and scene.shapes
+                     and any(isinstance(e, DELTA_LIGHTS) for e in scene.emitters))
 
     def one_pass(i, total):
         k = jax.random.fold_in(key, i)
@@ -249,6 +256,9 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
             edges = boundary_term((cfg, per_pass * pixels, per_pass), trace_values, scene, camera, k_edge)
+            if delta_shadows:
+                edges = edges + delta_shadow_term((per_pass * pixels, per_pass), scene, camera,
+                                                  jax.random.fold_in(k_shadow, 1))
             if not paths:
                 value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
         if box:
