@@ -2,8 +2,8 @@
 
   jaxrender info                        what was built, which devices JAX sees
   jaxrender params SCENE [-D k=v ...]   a scene's differentiable parameters
-  jaxrender render SCENE -o OUT         render a scene (path or direct integrator),
-                                        in passes with a progress bar
+  jaxrender render SCENE -o OUT         render a scene (path, prb, direct or aov
+                                        integrator), in passes with a progress bar
   jaxrender raycast SCENE -o OUT        ray-cast a scene (file or built-in, e.g.
                                         cbox) or a built-in mesh (sphere, torus,
                                         box) from its camera, eye-light shaded,
@@ -137,6 +137,19 @@ def _with_resolution(camera, resolution):
     return camera.__class__(**{**camera.__dict__, "film": film})
 
 
+def _check_output(path):
+    """Refuses an output path that cannot be written before any work is done:
+    an unknown image extension or a folder that does not exist."""
+    import os
+
+    from jaxrender.io.image import check_output_path
+
+    check_output_path(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(f"{path}: the output folder {folder} does not exist")
+
+
 def _cmd_render(args) -> int:
     import dataclasses
 
@@ -145,13 +158,22 @@ def _cmd_render(args) -> int:
     import jaxrender as jr
 
     t_start = time.perf_counter()
+    _check_output(args.output)
+    if args.max_depth is not None and args.max_depth < -1:
+        raise ValueError(f"--max-depth must be -1 (unbounded) or >= 0, got {args.max_depth}")
     scene = _load_scene(args)
     camera = _scene_camera(args, scene, "render")
-    cfg = scene.integrator
-    if args.integrator is not None:
-        cfg = dataclasses.replace(cfg, type=args.integrator)
+    from jaxrender.integrators.aov import aov_channel_names
+    from jaxrender.integrators.render import integrator_config
+
+    cfg = integrator_config(scene, args.integrator)
     if args.max_depth is not None:
         cfg = dataclasses.replace(cfg, max_depth=args.max_depth)
+    names = aov_channel_names(cfg) if cfg.type == "aov" else None
+    if names is not None and len(names) in (1, 3):
+        names = None  # an ordinary gray or RGB image
+    if names is not None and not args.output.lower().endswith(".exr"):
+        raise ValueError(f"{args.output}: {len(names)} AOV channels ({', '.join(names)}) need an .exr output")
     spp = args.spp if args.spp is not None else camera.sample_count
     if spp <= 0:
         raise ValueError(f"--spp must be positive, got {spp}")
@@ -188,8 +210,11 @@ def _cmd_render(args) -> int:
         print(file=sys.stderr)
     image = np.asarray(total / spp)
     if not np.isfinite(image).all():
-        raise RuntimeError("the render produced non-finite values")
-    jr.write_image(args.output, image)
+        bad = int(np.sum(~np.isfinite(image).all(-1)))
+        raise ValueError(f"{args.scene}: the render produced non-finite values in {bad} pixel(s), "
+                         f"nothing written to {args.output} (values beyond float32's range? "
+                         "check emitter radiance and the scene's scale)")
+    jr.write_image(args.output, image, channel_names=names)
     render_s = time.perf_counter() - t0
     print(f"{args.scene}: {width}x{height}, {spp} spp, {cfg.type} (max_depth {cfg.max_depth}) "
           f"on {jax.devices()[0].platform}")
@@ -208,6 +233,11 @@ def _cmd_raycast(args) -> int:
     from jaxrender.geometry.shapes import icosphere
     from jaxrender.geometry.world import flatten_scene
 
+    _check_output(args.output)
+    if not 0 <= args.subdivisions <= 9:
+        raise ValueError(f"--subdivisions must be in [0, 9] (4^9 * 20 = 5.2M triangles), got {args.subdivisions}")
+    if args.repeat < 1:
+        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     if args.scene in MESHES:
         vertices, faces = icosphere(args.subdivisions) if args.scene == "sphere" else PROCEDURAL[args.scene]()
         width, height = args.resolution or (512, 512)
@@ -220,6 +250,8 @@ def _cmd_raycast(args) -> int:
         width, height = camera.film.width, camera.film.height
         geometry = flatten_scene(scene)
         vertices, faces = geometry.vertices, geometry.faces
+        if not faces.shape[0]:
+            raise jr.SceneError(f"{args.scene}: the scene has no shapes to ray-cast")
         origins, directions = jr.camera_rays(camera, jnp.full((height, width, 2), 0.5, jnp.float32))
         colour = _shape_colours(scene)
         face_colour = geometry.shape_index
@@ -243,7 +275,7 @@ def _cmd_raycast(args) -> int:
     image = shade(vertices, origins, directions).block_until_ready()
     compile_s = time.perf_counter() - t0
     times = []
-    for _ in range(max(args.repeat, 1)):
+    for _ in range(args.repeat):
         t0 = time.perf_counter()
         image = shade(vertices, origins, directions).block_until_ready()
         times.append(time.perf_counter() - t0)
@@ -270,8 +302,9 @@ def main(argv=None) -> int:
     rp.add_argument("scene", help="Mitsuba XML file or built-in scene name (e.g. cbox)")
     rp.add_argument("-o", "--output", required=True, help="output image (.exr, .png or .jpg)")
     rp.add_argument("--spp", type=int, default=None, help="samples per pixel (default: the scene's)")
-    rp.add_argument("--integrator", choices=["path", "direct"], default=None,
-                    help="integrator (default: the scene's)")
+    rp.add_argument("--integrator", default=None, metavar="{path,direct,prb,aov:TYPES}",
+                    help="integrator (default: the scene's); aov:TYPES renders arbitrary output variables, "
+                    "e.g. aov:depth,nn (more than 3 channels need an .exr output: one named channel each)")
     rp.add_argument("--max-depth", type=int, default=None, help="longest path (-1: unbounded)")
     rp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same image)")
     rp.add_argument("--sensor", type=int, default=0, help="sensor index")

@@ -278,6 +278,14 @@ def test_cli_params_lists_traverse(capsys):
     (["raycast", "nothere.xml", "-o", "x.png"], "not found"),
     (["raycast", "cbox", "-o", "x.png", "--sensor", "3"], "--sensor 3"),
     (["params", "cbox", "-D", "nosuch=1"], "nosuch"),
+    # Outputs and options are checked before anything is rendered.
+    (["render", "cbox", "-o", "x.xyz"], "unsupported image format '.xyz'"),
+    (["render", "cbox", "-o", "no/such/x.png"], "does not exist"),
+    (["render", "cbox", "-o", "x.png", "--max-depth", "-5"], "--max-depth must be -1"),
+    (["render", "cbox", "-o", "x.png", "--integrator", "bogus"], "'bogus'"),
+    (["render", "cbox", "-o", "x.png", "--integrator", "aov:depth,nn"], "need an .exr output"),
+    (["render", "cbox", "-o", "x.png", "--integrator", "aov:dp_du"], "unknown AOV type"),
+    (["raycast", "sphere", "-o", "x.png", "--subdivisions", "12"], "--subdivisions must be in [0, 9]"),
 ])
 def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

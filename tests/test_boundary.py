@@ -253,3 +253,36 @@ def test_delta_light_shadow_reverse_mode():
     tangent = jax.jvp(lambda x: jr.render(move(scene, x), spp=16, key=key), (0.0,), (1.0,))[1]
     g = jax.grad(lambda x: jnp.sum(weights * jr.render(move(scene, x), spp=16, key=key)))(0.0)
     np.testing.assert_allclose(g, jnp.sum(weights * tangent), rtol=1e-3)
+
+
+INDIRECT = """<scene version="3.0.0">
+  <integrator type="path"><integer name="max_depth" value="3"/></integrator>
+  <sensor type="perspective"><float name="fov" value="25"/>
+    <transform name="to_world"><lookat origin="0, -2.5, 1.8" target="0, 1.5, 1.5" up="0, 0, 1"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+  <shape type="rectangle" id="floor"><transform name="to_world"><scale x="2" y="1.75"/><translate y="-0.25"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.8, 0.8, 0.8"/></bsdf></shape>
+  <shape type="rectangle" id="wall"><transform name="to_world"><scale value="2"/><rotate x="1" angle="90"/>
+    <translate y="1.5" z="2"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.8, 0.8, 0.8"/></bsdf></shape>
+  <shape type="rectangle" id="blocker"><transform name="to_world"><scale value="0.25"/><rotate x="1" angle="90"/>
+    <translate y="1.0" z="0.3"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.1, 0.1, 0.1"/></bsdf></shape>
+  <emitter type="directional"><vector name="direction" x="0" y="0" z="-1"/><rgb name="irradiance" value="3, 3, 3"/></emitter>
+</scene>"""
+
+
+def test_occluder_hiding_a_lit_surface():
+    """The camera sees a wall lit only by a floor under a vertical
+    directional light; a vertical blocker (out of view, casting no shadow
+    area) hides part of the floor from the wall. Moving the blocker changes
+    the wall through indirect visibility alone: the boundary term at each
+    vertex includes the direct light reflected by the surfaces seen beside
+    each edge. Measured 16% from central differences at 1024 spp (19%
+    between keys), bound 30%; zero without boundary terms (and without the
+    reflected light in the edge term)."""
+    scene = jr.load_string(INDIRECT)
+    move = lambda s, x: jr.replace(s, {"blocker.to_world": jr.translate(jnp.stack([x, 0.0, 0.3 * x]))
+                                       @ jr.traverse(s)["blocker.to_world"]})
+    d, d0, fd, _ = _check(move, scene, 0.03, spp=1024, fd_spp=8192)
+    print(f"indirect: {_rel(d, fd):.3f} with, {_rel(d0, fd):.3f} without boundary terms")
+    assert _rel(d, fd) < 0.3, _rel(d, fd)
+    assert _rel(d0, fd) > 0.95

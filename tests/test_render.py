@@ -144,6 +144,43 @@ def test_cli_render(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_cli_render_aovs_to_named_exr_channels(tmp_path):
+    """--integrator aov:... writes one named EXR channel per AOV channel, the
+    values `render` returns."""
+    import OpenEXR
+
+    out = tmp_path / "aov.exr"
+    argv = ["render", "cbox", "-o", str(out), "--spp", "1", "--resolution", "8x8", "-q", "--integrator", "aov:d:depth,nn"]
+    assert cli.main(argv) == 0
+    with OpenEXR.File(str(out)) as f:
+        channels = {name: np.asarray(c.pixels) for name, c in f.channels().items()}
+    assert sorted(channels) == ["d", "nn.X", "nn.Y", "nn.Z"]
+    scene = jr.load_file("cbox")
+    camera = scene.sensors[0]
+    film = camera.film.__class__(8, 8, camera.film.rfilter)
+    camera = camera.__class__(**{**camera.__dict__, "film": film})
+    # The CLI's one pass: key fold_in(key(seed 0), 0).
+    ref = np.asarray(jr.render(scene, "aov:d:depth,nn", sensor=camera, spp=1,
+                               key=jax.random.fold_in(jax.random.key(0), 0)))
+    got = np.stack([channels[k] for k in ("d", "nn.X", "nn.Y", "nn.Z")], -1)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    assert got[..., 0].max() > 0
+
+
+def test_cli_refuses_to_write_a_non_finite_render(tmp_path, capsys):
+    """A render that overflows float32 is a one-line error; nothing is written."""
+    scene = tmp_path / "hot.xml"
+    scene.write_text("""<scene version="3.0.0">
+  <sensor type="perspective"><film type="hdrfilm"><integer name="width" value="4"/><integer name="height" value="4"/>
+  </film><transform name="to_world"><lookat origin="0, 0, 4" target="0, 0, 0" up="0, 1, 0"/></transform></sensor>
+  <shape type="sphere"/><emitter type="constant"><rgb name="radiance" value="3e38, 3e38, 3e38"/></emitter>
+</scene>""")
+    out = tmp_path / "hot.exr"
+    assert cli.main(["render", str(scene), "-o", str(out), "--spp", "2", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "non-finite values" in err and "\n" not in err and not out.exists()
+
+
 def test_far_clip_hides_distant_geometry():
     """Mitsuba's primary rays end at the far clip plane."""
     xml = FURNACE.replace('<float name="fov" value="30"/>',

@@ -1097,6 +1097,42 @@ def test_unknown_and_ill_typed_parameters():
     _raises({"type": "scene", "b": {"type": "bitmap", "data": np.full((2, 2, 3), np.inf)}}, "non-finite")
 
 
+def test_physically_impossible_constants_are_rejected():
+    """Negative roughness, reflectances outside [0, 1] (Mitsuba's sRGB
+    reflectance check) and negative emission name the parameter and line;
+    they used to render black, negative or energy-creating images."""
+    def rgb(*v):
+        return {"type": "rgb", "value": list(v)}
+    for bsdf, pattern in (({"type": "roughconductor", "alpha": -0.5}, '"alpha" must be >= 0'),
+                          ({"type": "roughdielectric", "alpha_u": -0.3, "alpha_v": 0.1}, '"alpha_u" must be >= 0'),
+                          ({"type": "diffuse", "reflectance": rgb(-1, 0.5, 0.5)}, r'"reflectance" must be in \[0.0, 1.0\]'),
+                          ({"type": "diffuse", "reflectance": 5.0}, r'"reflectance" must be in \[0.0, 1.0\]'),
+                          ({"type": "plastic", "diffuse_reflectance": rgb(1.2, 0, 0)}, '"diffuse_reflectance"')):
+        _raises({"type": "scene", "b": {**bsdf, "__source__": "s.xml:3"}}, pattern, r"s\.xml:3")
+    for emitter, pattern in (({"type": "point", "intensity": rgb(-10, 10, 10)}, '"intensity" must be >= 0'),
+                             ({"type": "constant", "radiance": -1.0}, '"radiance" must be >= 0'),
+                             ({"type": "directional", "irradiance": rgb(0, -1, 0)}, '"irradiance" must be >= 0')):
+        _raises({"type": "scene", "e": {**emitter, "__source__": "s.xml:6"}}, pattern, r"s\.xml:6")
+    _raises({"type": "scene", "s": {"type": "rectangle", "__source__": "s.xml:9",
+                                    "e": {"type": "area", "radiance": rgb(-1, 1, 1)}}}, '"radiance" must be >= 0')
+    # Edge values load.
+    scene(b={"type": "diffuse", "reflectance": rgb(0, 1, 0.5)}, e={"type": "point", "intensity": 0.0})
+
+
+def test_float32_overflow_and_infinite_angles_are_rejected():
+    from jaxrender import load_string
+    from jaxrender.io import SceneError
+
+    for body, pattern in (('<shape type="sphere"><float name="radius" value="1e39"/></shape>', "beyond float32"),
+                          ('<shape type="sphere"><transform name="to_world"><translate x="-1e39"/></transform>'
+                           '</shape>', "beyond float32"),
+                          ('<shape type="sphere"><transform name="to_world"><rotate y="1" angle="inf"/></transform>'
+                           '</shape>', "rotation angle must be finite")):
+        with pytest.raises(SceneError, match=pattern) as info:
+            load_string(f'<scene version="3.0.0">\n{body}</scene>')
+        assert "<string>:2" in str(info.value)
+
+
 def test_integer_and_film_size_limits():
     # Integers are int32 (Mitsuba's "value ... is out of bounds"); films at
     # most 65536 a side and 715827882 pixels. Used to be accepted as is.

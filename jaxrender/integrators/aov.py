@@ -16,19 +16,32 @@ import jax.numpy as jnp
 from jaxrender.integrators.bsdfs import texture_at
 from jaxrender.integrators.interaction import surface_interaction, trace
 from jaxrender.scene import Diffuse, Plastic, RoughPlastic
-
-_ALIASES = {"ng": "geo_normal", "nn": "sh_normal", "silhouette": "mask", "coverage": "mask"}
-_CHANNELS = {"depth": 1, "position": 3, "geo_normal": 3, "sh_normal": 3, "uv": 2, "shape_index": 1,
-             "mask": 1, "albedo": 3}
+from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
+from jaxrender.scene.scene import AOV_CHANNELS as _CHANNELS
 
 
 def _types(cfg):
     out = []
+    if not cfg.aov_list:
+        raise ValueError("the aov integrator needs at least one AOV (e.g. 'aov:depth,nn')")
     for name, kind in cfg.aov_list:
         kind = _ALIASES.get(kind, kind)
         if kind not in _CHANNELS:
             raise ValueError(f"unknown AOV type {kind!r} (for {name!r}); known: {', '.join(sorted(_CHANNELS))}")
         out.append(kind)
+    return out
+
+
+def aov_channel_names(cfg) -> list[str]:
+    """Names of the channels `render` returns for an aov config, as EXR
+    channels: the nested integrator's R, G, B, then per AOV `name` (1
+    channel), `name.U`/`.V` (uv), `name.R`/`.G`/`.B` (albedo) or
+    `name.X`/`.Y`/`.Z`."""
+    out = ["R", "G", "B"] if cfg.nested is not None else []
+    for (name, _), kind in zip(cfg.aov_list, _types(cfg)):
+        n = _CHANNELS[kind]
+        suffixes = {1: [""], 2: [".U", ".V"]}.get(n, [".R", ".G", ".B"] if kind == "albedo" else [".X", ".Y", ".Z"])
+        out.extend(name + s for s in suffixes)
     return out
 
 

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
-from jaxrender.integrators.lights import emission_along, light_tables
-from jaxrender.integrators.path import hash_uniform, next_event
+from jaxrender.integrators.lights import emission_along, light_tables, next_event
+from jaxrender.integrators.path import hash_uniform
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 
 

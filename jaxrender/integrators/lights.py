@@ -15,14 +15,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrender.geometry import occluded
 from jaxrender.integrators._math import dot, safe_normalize, squared_norm
 from jaxrender.integrators.bsdfs import texture_at
-from jaxrender.integrators.interaction import SceneArrays
+from jaxrender.integrators.interaction import SHADOW_EPSILON, SceneArrays, offset_origin
 from jaxrender.integrators.warp import (
     PiecewiseConstant2D,
     luminance,
+    power_heuristic,
     square_to_uniform_sphere,
     square_to_uniform_sphere_pdf,
+    to_local,
 )
 from jaxrender.scene import (
     AreaLight,
@@ -268,3 +271,22 @@ def emission_along(scene: Scene, arrays: SceneArrays, si, d, tables):
     le_env, pdf_env = environment_emission(scene, d, tables)
     return (jnp.where(si.valid[:, None], le_area, le_env),
             jnp.where(si.valid, pdf_area, pdf_env))
+
+
+def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, tables, active,
+               frac_em=1.0, frac_bsdf=1.0):
+    """One emitter sample per shading point, shadow-tested and MIS-weighted
+    against BSDF sampling (power heuristic on densities scaled by each
+    strategy's share of samples, as Mitsuba's `direct`; 1 and 1 in `path`).
+
+    u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
+    where inactive, occluded or the sample failed."""
+    es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], tables)
+    origin = offset_origin(si.p, si.n, es.d)
+    shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
+    ok = active & (es.pdf > 0)
+    blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
+                       jnp.where(ok, shadow_t, 0.0))
+    wo = to_local(frame, es.d)
+    w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf * frac_em, bsdfs.pdf(wi, wo) * frac_bsdf))
+    return jnp.where((ok & ~blocked)[:, None], bsdfs.eval(wi, wo) * es.weight * w[:, None], 0.0)

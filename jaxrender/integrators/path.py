@@ -11,19 +11,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrender.geometry import occluded
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import materialize
 from jaxrender.integrators.boundary import nee_edge_term, shadow_edges
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import (
-    SHADOW_EPSILON,
     SceneArrays,
     offset_origin,
     surface_interaction,
     trace,
 )
-from jaxrender.integrators.lights import emission_along, light_tables, sample_emitter
+from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import IntegratorConfig, Scene
 
@@ -44,25 +42,6 @@ def hash_uniform(seed, depth, n, k):
         word = ((x >> ((x >> 28) + jnp.uint32(4))) ^ x) * jnp.uint32(277803737)
         x = (word >> 22) ^ word
     return (x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
-
-
-def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, tables, active,
-               frac_em=1.0, frac_bsdf=1.0):
-    """One emitter sample per shading point, shadow-tested and MIS-weighted
-    against BSDF sampling (power heuristic on densities scaled by each
-    strategy's share of samples, as Mitsuba's `direct`; 1 and 1 in `path`).
-
-    u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
-    where inactive, occluded or the sample failed."""
-    es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], tables)
-    origin = offset_origin(si.p, si.n, es.d)
-    shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
-    ok = active & (es.pdf > 0)
-    blocked = occluded(arrays.accel, arrays.vertices, arrays.faces, origin, es.d,
-                       jnp.where(ok, shadow_t, 0.0))
-    wo = to_local(frame, es.d)
-    w = jnp.where(es.is_delta, 1.0, power_heuristic(es.pdf * frac_em, bsdfs.pdf(wi, wo) * frac_bsdf))
-    return jnp.where((ok & ~blocked)[:, None], bsdfs.eval(wi, wo) * es.weight * w[:, None], 0.0)
 
 
 def russian_roulette(cfg: IntegratorConfig, depth, beta, eta, u, active):
@@ -130,8 +109,11 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
             L = L + beta * next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 0:3], tables, active)
         if edges is not None:
             # The visibility boundaries of that direct illumination (both
-            # strategies: NEE here and the emission the BSDF sample finds).
-            term = nee_edge_term(scene, arrays, edges, si, d, jax.random.fold_in(key, depth))
+            # strategies: NEE here and the emission the BSDF sample finds)
+            # and, where the path goes on to a vertex that does NEE, of the
+            # light reflected once by what the BSDF sample sees.
+            term = nee_edge_term(scene, arrays, edges, si, d, jax.random.fold_in(key, depth),
+                                 indirect=active & (depth + 2 < max_depth))
             L = L + beta * jnp.where(active[:, None], term, 0.0)
 
         # BSDF sampling for the next bounce.

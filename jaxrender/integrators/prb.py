@@ -40,12 +40,11 @@ from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import NumpyLeaves
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
-from jaxrender.integrators.lights import emission_along, light_tables
+from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import (
     UNBOUNDED_DEPTH,
     continue_paths,
     hash_uniform,
-    next_event,
     russian_roulette,
     trace_paths,
 )

@@ -27,7 +27,11 @@ from jaxrender.scene import IntegratorConfig, PerspectiveCamera, Scene, camera_r
 PASS_SAMPLES = 1 << 16
 
 
-def _integrator(scene: Scene, integrator) -> IntegratorConfig:
+def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
+    """The IntegratorConfig that `render(scene, integrator)` uses: the scene's
+    for None, a name ("path", "prb", "direct", "aov:<types>") applied to the
+    scene's parameters, or the config itself. ValueError / TypeError name a
+    bad one."""
     if integrator is None:
         return scene.integrator
     if isinstance(integrator, IntegratorConfig):
@@ -101,9 +105,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         ray, `path` and `prb` at every path vertex that samples an emitter;
         the outlines of point, spot and directional lights' shadows where
         the camera sees them (one edge sample per pixel sample and light;
-        through mirrors or glass they have none). They add nothing to the image and cost nothing unless geometry or
-        the camera is differentiated. Not included: visibility changes of
-        indirect light (an occluder hiding a lit surface). `aov` has none.
+        through mirrors or glass they have none). `path` and `prb` also
+        count, beside each edge, the direct light the surfaces seen there
+        reflect (an occluder hiding a lit surface; one bounce of indirect
+        light). They add nothing to the image and cost nothing unless
+        geometry, the camera or a delta light's placement is
+        differentiated. `aov` has none.
 
     Returns:
       float32 (height, width, 3) linear RGB; for "aov", (height, width, C):
@@ -125,7 +132,7 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     carries tangents alongside and keeps no residuals.
     """
     check_supported(scene)
-    cfg = _integrator(scene, integrator)
+    cfg = integrator_config(scene, integrator)
     if cfg.type not in ("path", "prb", "direct", "aov"):
         raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, aov are)")
     camera = _camera(scene, sensor)

@@ -52,6 +52,11 @@ def _ext(path: str) -> str:
     return ext
 
 
+def check_output_path(path) -> None:
+    """Raises SceneError unless `write_image` knows the path's extension."""
+    _ext(os.path.abspath(os.fspath(path)))
+
+
 def read_image(path, raw: bool = False) -> np.ndarray:
     """Reads an image file as float32 (H, W, 3) linear RGB.
 
@@ -86,7 +91,7 @@ def read_image(path, raw: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3])
 
 
-def write_image(path, image, *, raw: bool = False) -> None:
+def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
     """Writes linear RGB values to an image file, the format chosen by extension.
 
     Args:
@@ -95,6 +100,8 @@ def write_image(path, image, *, raw: bool = False) -> None:
         (H, W, 4) is RGBA (alpha kept by EXR and PNG). JAX arrays are fine.
       raw: for 8-bit formats, store values clamped to [0, 1] without sRGB
         encoding.
+      channel_names: EXR only: one name per channel of an (H, W, C) image
+        with any C (e.g. AOVs: "nn.X", "nn.Y", ...), written as they are.
 
     Raises:
       SceneError: unsupported extension.
@@ -109,6 +116,15 @@ def write_image(path, image, *, raw: bool = False) -> None:
         )
     if img.ndim == 2:
         img = img[:, :, None]
+    if channel_names is not None:
+        names = list(channel_names)
+        if ext != ".exr":
+            raise SceneError(f"{path}: named channels need an .exr file")
+        if img.ndim != 3 or img.shape[2] != len(names) or 0 in img.shape or len(set(names)) != len(names):
+            raise ValueError(f"image of shape {np.shape(image)} needs {np.shape(image)[-1]} distinct channel names, "
+                             f"got {names}")
+        _write_exr(path, img, names)
+        return
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or 0 in img.shape:
         raise ValueError(
             f"image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got "
@@ -176,15 +192,18 @@ def _read_exr(path: str) -> np.ndarray:
     return np.stack([p.astype(np.float32) for p in planes], axis=2)
 
 
-def _write_exr(path: str, img: np.ndarray) -> None:
+def _write_exr(path: str, img: np.ndarray, names=None) -> None:
     OpenEXR = _openexr()
     dtype = np.float16 if img.dtype == np.float16 else np.float32
     img = np.ascontiguousarray(img, dtype=dtype)
-    key = {1: "Y", 3: "RGB", 4: "RGBA"}[img.shape[2]]
-    data = img[:, :, 0].copy() if key == "Y" else img
+    if names is not None:
+        channels = {name: np.ascontiguousarray(img[:, :, k]) for k, name in enumerate(names)}
+    else:
+        key = {1: "Y", 3: "RGB", 4: "RGBA"}[img.shape[2]]
+        channels = {key: img[:, :, 0].copy() if key == "Y" else img}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     try:
-        with OpenEXR.File(header, {key: data}) as f:
+        with OpenEXR.File(header, channels) as f:
             f.write(path)
     except RuntimeError as e:
         raise OSError(f"{path}: could not write EXR file: {e}") from None

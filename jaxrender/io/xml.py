@@ -270,6 +270,9 @@ def _parse_tree(data: bytes, source: str) -> _Node:
 # Small parsers for attribute values. Each raises SceneError naming `where`.
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _float(text: str, what: str, where: str) -> float:
     s = text.strip()
     if not _FLOAT_RE.fullmatch(s):
@@ -277,6 +280,10 @@ def _float(text: str, what: str, where: str) -> float:
     value = float(s)
     if math.isnan(value):
         raise SceneError(f"{where}: {what} is NaN")
+    # Scenes are float32: a finite number beyond its range would become
+    # inf there (a shape or camera silently gone).
+    if math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+        raise SceneError(f"{where}: {what} {text.strip()!r} is beyond float32's range (|x| <= 3.4e38)")
     return value
 
 
@@ -334,6 +341,8 @@ def _rotate(axis, angle_deg: float, where: str) -> np.ndarray:
     n = np.linalg.norm(axis)
     if n == 0.0:
         raise SceneError(f"{where}: rotation axis cannot be zero")
+    if not math.isfinite(angle_deg):
+        raise SceneError(f"{where}: rotation angle must be finite, got {angle_deg}")
     x, y, z = axis / n
     t = math.radians(angle_deg)
     s, c = math.sin(t), math.cos(t)

@@ -64,7 +64,7 @@ from jaxrender.scene.emitters import (
     PointLight,
     SpotLight,
 )
-from jaxrender.scene.scene import AOV_TYPES, Ids, IntegratorConfig, Scene
+from jaxrender.scene.scene import AOV_TYPES, AOV_UNSUPPORTED, Ids, IntegratorConfig, Scene
 from jaxrender.scene.sensors import Film, PerspectiveCamera, ReconstructionFilter
 from jaxrender.scene.shapes import (
     Mesh,
@@ -222,6 +222,10 @@ def _singular(a: np.ndarray) -> bool:
     lengths): degenerate whatever the scale (as jaxrender.io.xml checks)."""
     norms = np.linalg.norm(a, axis=0)
     return not np.all(norms > 0) or abs(np.linalg.det(a)) <= 1e-6 * float(np.prod(norms))
+
+
+# Reflectances (Mitsuba's sRGB reflectance spectra) must lie in [0, 1].
+UNIT = (0.0, 1.0)
 
 
 def _f32(x) -> jnp.ndarray:
@@ -437,14 +441,22 @@ class _Obj:
             return v
         return None
 
-    def texture(self, name, default=_MISSING, *, spatial=True, emitter=False) -> Texture:
+    def texture(self, name, default=_MISSING, *, spatial=True, emitter=False, bounds=None) -> Texture:
         """A texture-valued parameter: float, rgb, spectrum, or (if `spatial`)
-        a bitmap / checkerboard / reference to one. Defaults are floats."""
+        a bitmap / checkerboard / reference to one. Defaults are floats.
+        bounds: (lo, hi) that a constant value must lie in (either None:
+        open); emitted values must be >= 0."""
         if not self.has(name) and default is not _MISSING:
             return ConstantTexture(value=_f32(default))
         value = self.raw(name, default)
         c = self.constant(name, value, emitter)
         if c is not None:
+            lo, hi = (0.0, None) if emitter and bounds is None else (bounds or (None, None))
+            arr = np.asarray(c, np.float64)
+            if (lo is not None and np.any(arr < lo)) or (hi is not None and np.any(arr > hi)):
+                want = f"in [{lo}, {hi}]" if lo is not None and hi is not None else (
+                    f">= {lo}" if lo is not None else f"<= {hi}")
+                raise self.error(f'parameter "{name}" must be {want}, got {np.round(arr, 6).tolist()}')
             return ConstantTexture(value=_f32(c))
         if isinstance(value, dict) and "type" in value:
             target = self.loader.resolve(value, self)
@@ -903,11 +915,11 @@ class _Loader:
         if p.has("alpha"):
             if p.has("alpha_u") or p.has("alpha_v"):
                 raise p.error('give either "alpha" or "alpha_u" and "alpha_v", not both')
-            return p.texture("alpha"), None
+            return p.texture("alpha", bounds=(0.0, None)), None
         if p.has("alpha_u") or p.has("alpha_v"):
             if not (p.has("alpha_u") and p.has("alpha_v")):
                 raise p.error('"alpha_u" and "alpha_v" must be given together')
-            return p.texture("alpha_u"), p.texture("alpha_v")
+            return p.texture("alpha_u", bounds=(0.0, None)), p.texture("alpha_v", bounds=(0.0, None))
         return ConstantTexture(value=_f32(0.1)), None
 
     def _eta_k(self, p: _Obj):
@@ -932,21 +944,21 @@ class _Loader:
         p = _Obj(self, d, "bsdf")
         t = p.type
         if t == "diffuse":
-            b = Diffuse(reflectance=p.texture("reflectance", 0.5), id=bid)
+            b = Diffuse(reflectance=p.texture("reflectance", 0.5, bounds=UNIT), id=bid)
         elif t == "conductor":
             eta, k = self._eta_k(p)
-            b = Conductor(eta=eta, k=k, specular_reflectance=p.texture("specular_reflectance", 1.0), id=bid)
+            b = Conductor(eta=eta, k=k, specular_reflectance=p.texture("specular_reflectance", 1.0, bounds=UNIT), id=bid)
         elif t == "roughconductor":
             dist = self._distribution(p)
             au, av = self._alphas(p)
             eta, k = self._eta_k(p)
             b = RoughConductor(alpha_u=au, alpha_v=av, eta=eta, k=k,
-                               specular_reflectance=p.texture("specular_reflectance", 1.0),
+                               specular_reflectance=p.texture("specular_reflectance", 1.0, bounds=UNIT),
                                distribution=dist, id=bid)
         elif t in ("plastic", "roughplastic"):
             kw = dict(
-                diffuse_reflectance=p.texture("diffuse_reflectance", 0.5),
-                specular_reflectance=p.texture("specular_reflectance", 1.0),
+                diffuse_reflectance=p.texture("diffuse_reflectance", 0.5, bounds=UNIT),
+                specular_reflectance=p.texture("specular_reflectance", 1.0, bounds=UNIT),
                 int_ior=_f32(p.ior("int_ior", "polypropylene")),
                 ext_ior=_f32(p.ior("ext_ior", "air")),
                 nonlinear=p.bool("nonlinear", False),
@@ -962,8 +974,8 @@ class _Loader:
             kw = dict(
                 int_ior=_f32(p.ior("int_ior", "bk7")),
                 ext_ior=_f32(p.ior("ext_ior", "air")),
-                specular_reflectance=p.texture("specular_reflectance", 1.0),
-                specular_transmittance=p.texture("specular_transmittance", 1.0),
+                specular_reflectance=p.texture("specular_reflectance", 1.0, bounds=UNIT),
+                specular_transmittance=p.texture("specular_transmittance", 1.0, bounds=UNIT),
                 id=bid,
             )
             if t == "dielectric":
@@ -1111,7 +1123,7 @@ class _Loader:
             e = ConstantEmitter(radiance=p.texture("radiance", 1.0, spatial=False, emitter=True), id=eid)
         elif t == "envmap":
             image = self.image(p, raw=False, channels=(3,))
-            scale = p.float("scale", 1.0)
+            scale = p.float("scale", 1.0, minimum=0.0)
             m = p.matrix("to_world")
             e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
                                to_world=_f32(np.eye(4) if m is None else m), id=eid)
@@ -1221,6 +1233,9 @@ class _Loader:
             aovs = p.str("aovs")
             for item in aovs.split(","):
                 name, _, kind = item.partition(":")
+                if name and kind in AOV_UNSUPPORTED:
+                    raise p.error(f'parameter "aovs": AOV type {kind!r} is not supported by jaxrender '
+                                  f'(supported: {", ".join(AOV_TYPES)})')
                 if not name or kind not in AOV_TYPES:
                     raise p.error(f'parameter "aovs": bad entry {item!r} (want name:type with type in '
                                   f'{", ".join(AOV_TYPES)})' + _suggest(kind, AOV_TYPES))

@@ -11,8 +11,13 @@ from jaxrender.scene.emitters import Emitter
 from jaxrender.scene.sensors import PerspectiveCamera
 from jaxrender.scene.shapes import Mesh
 
-AOV_TYPES = ("albedo", "depth", "position", "uv", "geo_normal", "sh_normal",
-             "dp_du", "dp_dv", "duv_dx", "duv_dy", "prim_index", "shape_index")
+# The AOV types jaxrender renders, with their channel counts, and aliases.
+AOV_CHANNELS = {"depth": 1, "position": 3, "geo_normal": 3, "sh_normal": 3, "uv": 2, "shape_index": 1,
+                "mask": 1, "albedo": 3}
+AOV_ALIASES = {"ng": "geo_normal", "nn": "sh_normal", "silhouette": "mask", "coverage": "mask"}
+AOV_TYPES = tuple(AOV_CHANNELS) + tuple(AOV_ALIASES)
+# Mitsuba 3's AOV types that jaxrender does not render.
+AOV_UNSUPPORTED = ("dp_du", "dp_dv", "duv_dx", "duv_dy", "prim_index")
 
 
 @dataclasses.dataclass(frozen=True)
