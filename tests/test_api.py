@@ -347,3 +347,19 @@ def test_readme_api_snippet_runs():
     assert g_red[0] < 0 < g_red[1], g_red
     assert np.isfinite(np.asarray(grads["tall_box.to_world"])).all()
     assert np.abs(np.asarray(grads["tall_box.to_world"])).max() > 0
+
+
+def test_render_and_replace_refuse_bad_arguments():
+    """Wrong types reach the user as errors that name the argument, and NaN
+    parameters are refused where they can be seen (outside jit): rendered,
+    they would not show as NaN pixels but would poison gradients."""
+    scene = jr.load_file("cbox")
+    with pytest.raises(TypeError, match=r"render expects a Scene, got str \(load it first"):
+        jr.render("cbox")
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        jr.render(scene, seed=1.5)
+    with pytest.raises(ValueError, match="the aov integrator needs at least one AOV"):
+        jr.render(scene, "aov:", spp=1)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match='"red.reflectance.value" has non-finite values'):
+            jr.replace(scene, {"red.reflectance.value": [bad, 0.2, 0.3]})

@@ -131,6 +131,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     bytes in all), which is all its replay needs. Forward mode (`jvp`)
     carries tangents alongside and keeps no residuals.
     """
+    if not isinstance(scene, Scene):
+        hint = " (load it first: jr.load_file(...))" if isinstance(scene, str) else ""
+        raise TypeError(f"render expects a Scene, got {type(scene).__name__}{hint}")
+    for name, value in (("seed", seed), ("seed_grad", seed_grad)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     check_supported(scene)
     cfg = integrator_config(scene, integrator)
     if cfg.type not in ("path", "prb", "direct", "aov"):

@@ -177,7 +177,13 @@ def _checked_value(name: str, value, current, resizable: bool):
             what = f"(H, W, {current.shape[2]})" if resizable else f"{current.shape}"
             raise ValueError(f'parameter "{name}" has shape {current.shape}; the new value must have shape '
                              f"{what}, got {shape}")
-    return jnp.asarray(value, dtype=jnp.float32)
+    value = jnp.asarray(value, dtype=jnp.float32)
+    # A NaN parameter would not show as NaN pixels (the integrators zero
+    # non-finite samples) but would poison gradients: refuse it where the
+    # value is known (traced values, inside the user's jit, cannot be).
+    if not isinstance(value, jax.core.Tracer) and not bool(jnp.isfinite(value).all()):
+        raise ValueError(f'parameter "{name}" has non-finite values (NaN or inf; float32 overflow?)')
+    return value
 
 
 def replace(scene: Scene, updates: Mapping[str, jax.typing.ArrayLike]) -> Scene:
@@ -199,8 +205,9 @@ def replace(scene: Scene, updates: Mapping[str, jax.typing.ArrayLike]) -> Scene:
       replaced in the same call or the mesh uses face normals.
 
     Raises:
-      ValueError: unknown names (close matches are listed) or wrong shapes
-        (naming the parameter and both shapes).
+      ValueError: unknown names (close matches are listed), wrong shapes
+        (naming the parameter and both shapes), or NaN / inf values (checked
+        outside jit only: traced values cannot be inspected).
       TypeError: non-float values.
     """
     if not isinstance(scene, Scene):
