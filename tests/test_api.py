@@ -363,3 +363,19 @@ def test_render_and_replace_refuse_bad_arguments():
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match='"red.reflectance.value" has non-finite values'):
             jr.replace(scene, {"red.reflectance.value": [bad, 0.2, 0.3]})
+
+
+def test_seed_range_and_numpy_sensor_index(tmp_path):
+    scene = jr.load_file("cbox")
+    with pytest.raises(ValueError, match=r"seed must be in \[-2\^31, 2\^32\)"):
+        jr.render(scene, seed=2**32)
+    a = jr.render(scene, "aov:depth", sensor=np.int64(0), spp=1, seed=3)
+    b = jr.render(scene, "aov:depth", sensor=0, spp=1, seed=3)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A one-row environment map names the file and the line.
+    jr.write_image(str(tmp_path / "row.exr"), np.ones((1, 4, 3), np.float32))
+    xml = tmp_path / "env.xml"
+    xml.write_text('<scene version="3.0.0">\n<emitter type="envmap"><string name="filename" value="row.exr"/>'
+                   '</emitter></scene>')
+    with pytest.raises(jr.SceneError, match=r"env\.xml:2.*row\.exr.*at least 2 rows"):
+        jr.load_file(str(xml))

@@ -616,7 +616,10 @@ def _on_plane(vertices, faces, tri, o, d):
     q0, q1, q2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
     nr = jnp.cross(q1 - q0, q2 - q0)
     den = dot(nr, d)
-    t = dot(nr, q0 - o) / jnp.where(den != 0, den, 1.0)
+    # Lines (nearly) parallel to the plane are samples the caller drops;
+    # they stay finite (t = 0), so that no inf reaches a derivative.
+    ok = jnp.abs(den) > 1e-9 * jnp.linalg.norm(nr, axis=-1) * jnp.linalg.norm(d, axis=-1)
+    t = jnp.where(ok, dot(nr, q0 - o) / jnp.where(ok, den, 1.0), 0.0)
     return o + t[:, None] * d
 
 
@@ -682,6 +685,7 @@ def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, index: int, ke
     tri = jnp.where(plus_lit, hits[0].prim, hits[1].prim)
     tri = jnp.where(ok, tri, 0)
     x = _on_plane(v, arrays.faces, tri, y, line)
+    ok = ok & (dot(x - y, line) > 0)  # beyond the edge (not a dropped parallel line)
     smp = {"v0": ia, "v1": ib, "s": s, "tri": tri}
 
     # Seen by the camera, inside the film?
@@ -720,6 +724,9 @@ def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, index: int, ke
     # Across +normal the signed distance grows: lit there when sigma > 0.
     weight = (-sigma * jac / n)[:, None] * lit
     weight = jnp.where(ok[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    # Dropped samples carry zeros everywhere, so that 0 * nan cannot arise.
+    normal = jnp.where(ok[:, None], normal, 0.0)
+    u = jnp.where(ok[:, None], u, 0.0)
     return {**smp, "x": u, "normal": normal, "weight": weight}
 
 
@@ -755,7 +762,8 @@ def _delta_shadow_term_jvp(config, primals, tangents):
             return _delta_boundary_film(s, c, s.emitters[index], smp)
 
         _, du = jvp_nonzero(film_points, moving, d_moving)
-        values = smp["weight"] * (scale * jnp.sum(smp["normal"] * du, -1))[:, None]
+        used = jnp.any(smp["weight"] != 0, -1)
+        values = smp["weight"] * jnp.where(used, scale * jnp.sum(smp["normal"] * du, -1), 0.0)[:, None]
         out = out + _splat_edges(camera, values, smp["x"])
     return zero, out
 

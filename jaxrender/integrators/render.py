@@ -54,9 +54,9 @@ def _camera(scene: Scene, sensor) -> PerspectiveCamera:
         return sensor
     if not scene.sensors:
         raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...)")
-    if not isinstance(sensor, int) or not 0 <= sensor < len(scene.sensors):
+    if isinstance(sensor, bool) or not isinstance(sensor, (int, np.integer)) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a PerspectiveCamera, got {sensor!r}")
-    return scene.sensors[sensor]
+    return scene.sensors[int(sensor)]
 
 
 def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, key=None,
@@ -137,6 +137,9 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     for name, value in (("seed", seed), ("seed_grad", seed_grad)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
             raise TypeError(f"{name} must be an integer, got {value!r}")
+        # jax.random.key keeps 32 bits: larger seeds would repeat smaller ones.
+        if value is not None and not -(2**31) <= value < 2**32:
+            raise ValueError(f"{name} must be in [-2^31, 2^32) (JAX keys hold 32 bits), got {value}")
     check_supported(scene)
     cfg = integrator_config(scene, integrator)
     if cfg.type not in ("path", "prb", "direct", "aov"):

@@ -1123,6 +1123,10 @@ class _Loader:
             e = ConstantEmitter(radiance=p.texture("radiance", 1.0, spatial=False, emitter=True), id=eid)
         elif t == "envmap":
             image = self.image(p, raw=False, channels=(3,))
+            if image.shape[0] < 2:
+                source = p.str("filename") if p.has("filename") else 'parameter "data"'
+                raise p.error(f"{source}: an environment map (latitude-longitude image) needs at least 2 rows, "
+                              f"got shape {image.shape}")
             scale = p.float("scale", 1.0, minimum=0.0)
             m = p.matrix("to_world")
             e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
