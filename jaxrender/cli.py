@@ -165,6 +165,7 @@ def _cmd_render(args) -> int:
     camera = _scene_camera(args, scene, "render")
     from jaxrender.integrators.aov import aov_channel_names
     from jaxrender.integrators.render import integrator_config
+    from jaxrender.io.image import check_output_path
 
     cfg = integrator_config(scene, args.integrator)
     if args.max_depth is not None:
@@ -172,8 +173,7 @@ def _cmd_render(args) -> int:
     names = aov_channel_names(cfg) if cfg.type == "aov" else None
     if names is not None and len(names) in (1, 3):
         names = None  # an ordinary gray or RGB image
-    if names is not None and not args.output.lower().endswith(".exr"):
-        raise ValueError(f"{args.output}: {len(names)} AOV channels ({', '.join(names)}) need an .exr output")
+    check_output_path(args.output, names)
     spp = args.spp if args.spp is not None else camera.sample_count
     if spp <= 0:
         raise ValueError(f"--spp must be positive, got {spp}")

@@ -380,6 +380,14 @@ def _silhouette(edges: ShadowEdges, e, x, y):
     return (edges.face2[e] < 0) | ((dot(n1, x - y) > 0) != (dot(n2, x - y) > 0))
 
 
+def _uniform_edge_points(edges: ShadowEdges, shape, k_edge, k_pos):
+    """Edge indices and parameters s, both of `shape`, uniform by length
+    over `edges`."""
+    e = jnp.clip(jnp.searchsorted(edges.cdf, jax.random.uniform(k_edge, shape) * edges.total, side="right"),
+                 0, max(edges.cdf.shape[0] - 1, 0))
+    return e, jax.random.uniform(k_pos, shape)
+
+
 def _pick_edge_points(edges: ShadowEdges, v, x, n, key):
     """One edge point per shading point x (N, 3), resampled (RIS) from
     EDGE_CANDIDATES points drawn uniformly by length, with the target
@@ -393,10 +401,7 @@ def _pick_edge_points(edges: ShadowEdges, v, x, n, key):
     * mean target / chosen target, 0 where no candidate is a silhouette)."""
     m = EDGE_CANDIDATES
     k_edge, k_pos, k_pick = jax.random.split(key, 3)
-    last = max(edges.cdf.shape[0] - 1, 0)
-    e = jnp.clip(jnp.searchsorted(edges.cdf, jax.random.uniform(k_edge, (n, m)) * edges.total, side="right"),
-                 0, last)
-    s = jax.random.uniform(k_pos, (n, m))
+    e, s = _uniform_edge_points(edges, (n, m), k_edge, k_pos)
     a, b = v[edges.ia[e]], v[edges.ib[e]]
     y = a + s[..., None] * (b - a)
     to = y - x[:, None, :]
@@ -590,15 +595,18 @@ def _placement(scene: Scene):
     return tuple(_placement_of(scene.emitters[i]) for i in _delta_lights(scene))
 
 
+def _placement_name(light) -> str:
+    return "position" if isinstance(light, PointLight) else "to_world"
+
+
 def _placement_of(light):
-    return light.position if isinstance(light, PointLight) else light.to_world
+    return getattr(light, _placement_name(light))
 
 
 def _with_placement(scene: Scene, placement) -> Scene:
     emitters = list(scene.emitters)
     for i, leaf in zip(_delta_lights(scene), placement):
-        name = "position" if isinstance(emitters[i], PointLight) else "to_world"
-        emitters[i] = dataclasses.replace(emitters[i], **{name: leaf})
+        emitters[i] = dataclasses.replace(emitters[i], **{_placement_name(emitters[i]): leaf})
     return dataclasses.replace(scene, emitters=tuple(emitters))
 
 
@@ -634,9 +642,11 @@ def _delta_boundary_film(scene: Scene, camera: PerspectiveCamera, light, smp, s=
     return _project(camera, x)[0]
 
 
-def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, index: int, key, n: int):
+def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, arrays, edges: ShadowEdges, index: int,
+                         key, n: int):
     """n boundary samples of delta light `scene.emitters[index]`'s shadows as
-    seen by the camera (detached). Returns a dict: edge ends `v0`, `v1` and
+    seen by the camera (detached); arrays: `prepare_scene(scene)`, edges:
+    `shadow_edges(arrays)`. Returns a dict: edge ends `v0`, `v1` and
     parameter `s` (n,), receiving triangle `tri` (n,), film point `x` and
     film normal `normal` (n, 2), and `weight` (n, 3) = (L- - L+) |du/ds| /
     (pdf n): the radiance jump across the boundary (the light's direct
@@ -644,13 +654,8 @@ def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, index: int, ke
     film length per sample; zero where no boundary was found."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
     light = scene.emitters[index]
-    arrays = prepare_scene(scene)
-    v = arrays.vertices
-    edges = shadow_edges(arrays)
-    k_edge, k_pos = jax.random.split(key)
-    e = jnp.clip(jnp.searchsorted(edges.cdf, jax.random.uniform(k_edge, (n,)) * edges.total, side="right"),
-                 0, max(edges.cdf.shape[0] - 1, 0))
-    s = jax.random.uniform(k_pos, (n,))
+    v = jax.lax.stop_gradient(arrays.vertices)
+    e, s = _uniform_edge_points(edges, (n,), *jax.random.split(key))
     ia, ib = edges.ia[e], edges.ib[e]
     a, b = v[ia], v[ib]
     y = a + s[:, None] * (b - a)
@@ -753,8 +758,11 @@ def _delta_shadow_term_jvp(config, primals, tangents):
     if _all_zero(d_moving) or not scene.shapes:
         return zero, jnp.zeros_like(zero)
     out = jnp.zeros_like(zero)
+    # The BVH and the edge table, once for all the lights.
+    arrays = prepare_scene(jax.lax.stop_gradient(scene))
+    edges = shadow_edges(arrays)
     for index, k in zip(_delta_lights(scene), jax.random.split(key, len(_delta_lights(scene)))):
-        smp = sample_delta_shadows(scene, camera, index, k, n)
+        smp = sample_delta_shadows(scene, camera, arrays, edges, index, k, n)
 
         def film_points(geometry, to_world, fov, placement, index=index, smp=smp):
             s, c = _with_moving(scene, camera, geometry, to_world, fov)

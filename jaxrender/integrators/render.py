@@ -54,7 +54,7 @@ def _camera(scene: Scene, sensor) -> PerspectiveCamera:
         return sensor
     if not scene.sensors:
         raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...)")
-    if isinstance(sensor, bool) or not isinstance(sensor, (int, np.integer)) or not 0 <= sensor < len(scene.sensors):
+    if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a PerspectiveCamera, got {sensor!r}")
     return scene.sensors[int(sensor)]
 
@@ -135,7 +135,7 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         hint = " (load it first: jr.load_file(...))" if isinstance(scene, str) else ""
         raise TypeError(f"render expects a Scene, got {type(scene).__name__}{hint}")
     for name, value in (("seed", seed), ("seed_grad", seed_grad)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+        if value is not None and not _is_integer(value):
             raise TypeError(f"{name} must be an integer, got {value!r}")
         # jax.random.key keeps 32 bits: larger seeds would repeat smaller ones.
         if value is not None and not -(2**31) <= value < 2**32:
@@ -164,8 +164,13 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
     return _decoupled((cfg, spp, spp_grad, boundary), scene, camera, key, key_grad)
 
 
+def _is_integer(x) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return not isinstance(x, bool) and isinstance(x, (int, np.integer))
+
+
 def _positive(n, name):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+    if not _is_integer(n) or n <= 0:
         raise ValueError(f"{name} must be a positive integer, got {n!r}")
     return int(n)
 

@@ -52,9 +52,15 @@ def _ext(path: str) -> str:
     return ext
 
 
-def check_output_path(path) -> None:
-    """Raises SceneError unless `write_image` knows the path's extension."""
-    _ext(os.path.abspath(os.fspath(path)))
+def check_output_path(path, channel_names=None) -> str:
+    """The lower-case extension of an output path; SceneError unless
+    `write_image` knows it, or when named channels go to a format other than
+    EXR."""
+    ext = _ext(os.path.abspath(os.fspath(path)))
+    if channel_names is not None and ext != ".exr":
+        names = list(channel_names)
+        raise SceneError(f"{path}: {len(names)} named channels ({', '.join(names)}) need an .exr output")
+    return ext
 
 
 def read_image(path, raw: bool = False) -> np.ndarray:
@@ -108,7 +114,7 @@ def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
       ValueError / TypeError: bad shape / dtype (named in the message).
     """
     path = os.path.abspath(os.fspath(path))
-    ext = _ext(path)
+    ext = check_output_path(path, channel_names)
     img = np.asarray(image)
     if not np.issubdtype(img.dtype, np.floating):
         raise TypeError(
@@ -118,8 +124,6 @@ def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
         img = img[:, :, None]
     if channel_names is not None:
         names = list(channel_names)
-        if ext != ".exr":
-            raise SceneError(f"{path}: named channels need an .exr file")
         if img.ndim != 3 or img.shape[2] != len(names) or 0 in img.shape or len(set(names)) != len(names):
             raise ValueError(f"image of shape {np.shape(image)} needs {np.shape(image)[-1]} distinct channel names, "
                              f"got {names}")
