@@ -41,7 +41,9 @@ def hash_uniform(seed, depth, n, k):
         x = x * jnp.uint32(747796405) + jnp.uint32(2891336453)
         word = ((x >> ((x >> 28) + jnp.uint32(4))) ^ x) * jnp.uint32(277803737)
         x = (word >> 22) ^ word
-    return (x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+    # Into a buffer once: XLA would recompute the hash in every fusion that
+    # reads a dimension of it (over a hundred in a Cornell-box render).
+    return materialize((x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24))
 
 
 def russian_roulette(cfg: IntegratorConfig, depth, beta, eta, u, active):
@@ -89,7 +91,10 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     def body(depth, state):
         o, d, beta, L, eta, active, prev_pdf, prev_delta = state
         u = hash_uniform(seed, depth, n, 7)
-        hit = trace(arrays, o, d, None if t_max is None else jnp.where(depth == 0, t_max, jnp.inf))
+        # Ended paths trace nothing (t_max 0: the kernel returns at once);
+        # they used to re-trace their last ray every bounce.
+        far = jnp.inf if t_max is None else jnp.where(depth == 0, t_max, jnp.inf)
+        hit = trace(arrays, o, d, jnp.where(active, far, 0.0))
         si = surface_interaction(arrays, hit, o, d)
 
         # Emission seen along the ray, MIS-weighted against emitter sampling.

@@ -208,7 +208,8 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
                 cfg, depth, beta * sg(weight), eta * bs.eta, u[:, 6], active & (bs.pdf > 0))
             o_next, d_next, beta_next = continue_paths(
                 active_next, offset_origin(si.p, si.n, d_next), d_next, o, d, beta_next)
-            si_next = surface_interaction(arrays, trace(arrays, o_next, d_next), o_next, d_next)
+            hit_next = trace(arrays, o_next, d_next, jnp.where(active_next, jnp.inf, 0.0))
+            si_next = surface_interaction(arrays, hit_next, o_next, d_next)
             emitted = 0.0
             if has_emitters:
                 le, pdf_em = emission_along(s, arrays, si_next, d_next, tables)

@@ -29,10 +29,12 @@ from jaxrender.integrators._math import (
     INV_TWO_PI,
     as_float,
     dot,
+    materialize,
     mulsign,
     mulsign_neg,
     safe_div,
     safe_sqrt,
+    sincos,
     squared_norm,
     vec2,
     vec3,
@@ -85,7 +87,8 @@ def square_to_uniform_disk_concentric(u):
     phi = 0.25 * jnp.pi * safe_div(rp, r)
     phi = jnp.where(quadrant_1_or_3, 0.5 * jnp.pi - phi, phi)
     phi = jnp.where(is_zero, 0, phi)
-    return vec2(r * jnp.cos(phi), r * jnp.sin(phi))
+    sin, cos = sincos(phi)
+    return vec2(r * cos, r * sin)
 
 
 def square_to_uniform_disk_concentric_pdf(p):
@@ -133,7 +136,8 @@ def square_to_uniform_sphere(u):
     z = 1 - 2 * u[..., 1]
     r = safe_sqrt(1 - z * z)
     phi = 2 * jnp.pi * u[..., 0]
-    return vec3(r * jnp.cos(phi), r * jnp.sin(phi), z)
+    sin, cos = sincos(phi)
+    return vec3(r * cos, r * sin, z)
 
 
 def square_to_uniform_sphere_pdf(v):
@@ -174,8 +178,11 @@ def square_to_cosine_hemisphere(u):
       (..., 3) unit vectors with z >= 0.
     """
     p = square_to_uniform_disk_concentric(u)
-    z = safe_sqrt(1 - squared_norm(p))
-    return vec3(p[..., 0], p[..., 1], z)
+    # Computed once into buffers: XLA would otherwise recompute the disk
+    # sample (hash, sincos) for each of the vector's three components.
+    x, y = materialize(p[..., 0]), materialize(p[..., 1])
+    z = safe_sqrt(1 - x * x - y * y)
+    return vec3(x, y, z)
 
 
 def square_to_cosine_hemisphere_pdf(v):
