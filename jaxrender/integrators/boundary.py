@@ -80,7 +80,13 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.geometry import occluded
 from jaxrender.geometry.world import flatten_scene
-from jaxrender.integrators._math import NumpyLeaves, dot, jvp_nonzero, safe_normalize
+from jaxrender.integrators._math import (
+    NumpyLeaves,
+    dot,
+    jvp_nonzero,
+    safe_normalize,
+    search_cdf,
+)
 from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
 from jaxrender.integrators.interaction import (
@@ -229,7 +235,7 @@ def sample_edges(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig,
 
     k_edge, k_pos, k_path = jax.random.split(key, 3)
     u = jax.random.uniform(k_edge, (n,)) * total
-    e = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
+    e = jnp.minimum(search_cdf(cdf, u), cdf.shape[0] - 1)
     s = s0[e] + jax.random.uniform(k_pos, (n,)) * (s1[e] - s0[e])
     a, b = p0[e], p1[e]
     x = a + s[:, None] * (b - a)
@@ -383,7 +389,7 @@ def _silhouette(edges: ShadowEdges, e, x, y):
 def _uniform_edge_points(edges: ShadowEdges, shape, k_edge, k_pos):
     """Edge indices and parameters s, both of `shape`, uniform by length
     over `edges`."""
-    e = jnp.clip(jnp.searchsorted(edges.cdf, jax.random.uniform(k_edge, shape) * edges.total, side="right"),
+    e = jnp.clip(search_cdf(edges.cdf, jax.random.uniform(k_edge, shape) * edges.total),
                  0, max(edges.cdf.shape[0] - 1, 0))
     return e, jax.random.uniform(k_pos, shape)
 

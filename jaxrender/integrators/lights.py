@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrender.geometry import occluded
-from jaxrender.integrators._math import dot, safe_normalize, squared_norm
+from jaxrender.integrators._math import (
+    dot,
+    materialize,
+    safe_normalize,
+    search_cdf,
+    squared_norm,
+)
 from jaxrender.integrators.bsdfs import texture_at
 from jaxrender.integrators.interaction import SHADOW_EPSILON, SceneArrays, offset_origin
 from jaxrender.integrators.warp import (
@@ -117,7 +123,7 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     """Uniform point on the emitting shape; radiance/pdf towards p."""
     f0, f1 = _shape_faces(arrays, emitter.shape)
     cdf, total = table
-    tri = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, f1 - f0 - 1)
+    tri = jnp.clip(search_cdf(cdf, u), 0, f1 - f0 - 1)
     # Reuse u inside the chosen triangle's interval (Mitsuba's sample reuse).
     lo = jnp.where(tri > 0, cdf[jnp.maximum(tri - 1, 0)], 0.0)
     w = jnp.clip((u - lo) / jnp.maximum(cdf[tri] - lo, 1e-30), 0.0, 1.0 - 2**-24)
@@ -282,6 +288,7 @@ def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, table
     u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
     where inactive, occluded or the sample failed."""
     es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], tables)
+    es = es._replace(d=materialize(es.d), weight=materialize(es.weight), pdf=materialize(es.pdf), dist=materialize(es.dist))
     origin = offset_origin(si.p, si.n, es.d)
     shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
     ok = active & (es.pdf > 0)
