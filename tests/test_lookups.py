@@ -615,3 +615,67 @@ def test_point_and_directional_by_hand_and_gradients():
     np.testing.assert_array_equal(value, [[1, 2, 3]] * 4)
     with pytest.raises(TypeError, match="delta light"):
         delta_light_incident(js.ConstantEmitter(radiance=js.ConstantTexture(value=np.float32(1))), POINTS)
+
+
+_MANY_BSDFS = """<scene version="3.0.0">
+  <bsdf type="diffuse" id="a"><rgb name="reflectance" value="0.2, 0.4, 0.6"/></bsdf>
+  <bsdf type="diffuse" id="b"><rgb name="reflectance" value="0.7, 0.1, 0.3"/></bsdf>
+  <bsdf type="diffuse" id="c">
+    <texture type="checkerboard" name="reflectance">
+      <rgb name="color0" value="0.1, 0.2, 0.3"/><rgb name="color1" value="0.9, 0.8, 0.7"/>
+    </texture>
+  </bsdf>
+  <bsdf type="roughconductor" id="d"><float name="alpha" value="0.1"/></bsdf>
+  <bsdf type="roughconductor" id="e"><float name="alpha" value="0.4"/></bsdf>
+  <bsdf type="diffuse" id="f"><rgb name="reflectance" value="0.5, 0.5, 0.1"/></bsdf>
+  <shape type="rectangle"><ref id="a"/></shape>
+</scene>"""
+
+
+@pytest.mark.parametrize("textured", [False, True])
+def test_scene_bsdfs_give_each_point_its_own_bsdf(textured):
+    """SceneBSDFs evaluates each kind once with every point's own parameters
+    (textured or not): eval, pdf, sample and the gradient with respect to one
+    BSDF's reflectance equal those of that BSDF evaluated alone."""
+    import jaxrender as jr
+    from jaxrender.integrators.bsdfs import SceneBSDFs, bsdf_triple
+    from jaxrender.integrators.warp import square_to_uniform_hemisphere
+
+    scene = jr.load_string(_MANY_BSDFS)
+    if not textured:  # drop the checkerboard: every diffuse is then untextured
+        scene = scene.replace(bsdfs=tuple(b if i != 2 else scene.bsdfs[0] for i, b in enumerate(scene.bsdfs)))
+    n = 64
+    rng = np.random.default_rng(3)
+    index = jnp.asarray(rng.integers(-1, len(scene.bsdfs), n), jnp.int32)
+    uv = jnp.asarray(rng.random((n, 2)), jnp.float32)
+    wi = square_to_uniform_hemisphere(jnp.asarray(rng.random((n, 2)), jnp.float32))
+    wo = square_to_uniform_hemisphere(jnp.asarray(rng.random((n, 2)), jnp.float32))
+    u1 = jnp.asarray(rng.random(n), jnp.float32)
+    u2 = jnp.asarray(rng.random((n, 2)), jnp.float32)
+
+    together = SceneBSDFs(scene, uv, index)
+    ev, pdf, bs = together.eval(wi, wo), together.pdf(wi, wo), together.sample(wi, u1, u2)
+    for k in range(n):
+        i = int(index[k])
+        if i < 0:
+            continue
+        alone = bsdf_triple(scene.bsdfs[i], uv[k:k + 1])
+        sl = slice(k, k + 1)
+        np.testing.assert_allclose(ev[sl], alone.eval(wi[sl], wo[sl]), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(pdf[sl], alone.pdf(wi[sl], wo[sl]), rtol=1e-6, atol=1e-7)
+        one = alone.sample(wi[sl], u1[sl], u2[sl])
+        np.testing.assert_allclose(bs.wo[sl], one.wo, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(bs.weight[sl], one.weight, rtol=1e-6, atol=1e-7)
+
+    def total(value, which):
+        b = scene.bsdfs[which]
+        s = scene.replace(bsdfs=tuple(x if j != which else b.replace(reflectance=b.reflectance.replace(value=value))
+                                      for j, x in enumerate(scene.bsdfs)))
+        return jnp.sum(SceneBSDFs(s, uv, index).eval(wi, wo))
+
+    for which in (0, 1, 5):
+        g = jax.grad(total)(scene.bsdfs[which].reflectance.value, which)
+        m = np.asarray(index) == which
+        expect = np.sum(np.asarray(bsdf_triple(scene.bsdfs[which].replace(
+            reflectance=js.ConstantTexture(jnp.ones(3, jnp.float32))), uv).eval(wi, wo))[m], axis=0)
+        np.testing.assert_allclose(g, expect, rtol=1e-5, atol=1e-6)
