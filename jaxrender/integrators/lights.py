@@ -105,6 +105,18 @@ def check_supported(scene: Scene):
                 f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})")
 
 
+def _take_row(table, index):
+    """table[index] for a small table (rows picked by selects: XLA:CPU's
+    gather costs several times more per element than a short select chain);
+    a gather above 8 rows."""
+    if table.shape[0] > 8:
+        return table[index]
+    out = jnp.broadcast_to(table[0], index.shape + table.shape[1:])
+    for r in range(1, table.shape[0]):
+        out = jnp.where((index == r).reshape(index.shape + (1,) * (table.ndim - 1)), table[r], out)
+    return out
+
+
 def _shape_faces(arrays: SceneArrays, shape: int):
     """The contiguous face range of a shape in the world soup (static)."""
     idx = np.nonzero(arrays.shape_of_face == shape)[0]
@@ -133,8 +145,10 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     # triangles: a boundary term no per-sample derivative has; measured 40%
     # off for a non-rigid deformation of the light.)
     w = jax.lax.stop_gradient(w)
-    f = jnp.asarray(arrays.faces[f0:f1])[tri]
-    v0, v1, v2 = (arrays.vertices[f[:, k]] for k in range(3))
+    # Corner positions and uvs of the light's triangles, then each sample's
+    # row: one small-table lookup instead of gathers through the face table.
+    f = np.asarray(arrays.faces[f0:f1])
+    v0, v1, v2 = (_take_row(arrays.vertices[f[:, k]], tri) for k in range(3))
     # Square to uniform triangle (Mitsuba's warp).
     s = jnp.sqrt(1.0 - w)
     b1 = 1.0 - s
@@ -145,7 +159,8 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     if scene.shapes[emitter.shape].flip_normals:
         n = -n
     uvs = arrays.uvs
-    fu = (1.0 - b1 - b2)[:, None] * uvs[f[:, 0]] + b1[:, None] * uvs[f[:, 1]] + b2[:, None] * uvs[f[:, 2]]
+    uv0, uv1, uv2 = (_take_row(uvs[f[:, k]], tri) for k in range(3))
+    fu = (1.0 - b1 - b2)[:, None] * uv0 + b1[:, None] * uv1 + b2[:, None] * uv2
     diff = q - p
     dist2 = jnp.sum(diff * diff, axis=-1)
     dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))
