@@ -1119,6 +1119,25 @@ def test_physically_impossible_constants_are_rejected():
     scene(b={"type": "diffuse", "reflectance": rgb(0, 1, 0.5)}, e={"type": "point", "intensity": 0.0})
 
 
+def test_shutter_order_and_bitmap_format_are_checked(tmp_path):
+    """Parameters jaxrender does not use are still validated as Mitsuba does:
+    a shutter that closes before it opens, and a bitmap storage format
+    outside Mitsuba's choices, name the line."""
+    _raises({"type": "scene", "c": {"type": "perspective", "shutter_open": 1.0, "shutter_close": 0.5,
+                                    "__source__": "s.xml:4"}},
+            r"shutter_close \(0.5\) must not be before shutter_open \(1.0\)", r"s\.xml:4")
+    scene(c={"type": "perspective", "shutter_open": 0.2, "shutter_close": 0.2})
+    from jaxrender.io import write_image
+
+    png = tmp_path / "t.png"
+    write_image(png, np.full((2, 2, 3), 0.5, np.float32))
+    for fmt in ("auto", "variant", "float16", "uint8"):
+        scene(b={"type": "diffuse", "reflectance": {"type": "bitmap", "filename": str(png), "format": fmt}})
+    _raises({"type": "scene", "b": {"type": "diffuse", "reflectance": {
+        "type": "bitmap", "filename": str(png), "format": "fp32", "__source__": "s.xml:7"}}},
+        r'"format" must be one of', r"s\.xml:7")
+
+
 def test_float32_overflow_and_infinite_angles_are_rejected():
     from jaxrender import load_string
     from jaxrender.io import SceneError

@@ -1022,6 +1022,8 @@ class _Loader:
             raw = p.bool("raw", False)
             filter_type = p.str("filter_type", "bilinear", choices=("bilinear", "nearest"))
             wrap_mode = p.str("wrap_mode", "repeat", choices=("repeat", "mirror", "clamp"))
+            # Mitsuba's storage precision; texels are float32 here whatever it says.
+            p.str("format", "auto", choices=("auto", "variant", "float16", "fp16", "uint8"))
             image = self.image(p, raw, channels=(1, 3))
             tex = BitmapTexture(data=_f32(image), to_uv=self._to_uv(p), filter_type=filter_type,
                                 wrap_mode=wrap_mode, raw=raw, id=tid)
@@ -1167,6 +1169,11 @@ class _Loader:
             fov_axis = "diagonal"
         near = p.float("near_clip", 0.01, minimum=0.0, exclusive=True)
         far = p.float("far_clip", 10000.0)
+        # Motion blur is not rendered (the scene is static), but a shutter
+        # that closes before it opens is an error in Mitsuba too.
+        shutter = p.float("shutter_open", 0.0), p.float("shutter_close", 0.0)
+        if shutter[1] < shutter[0]:
+            raise p.error(f"shutter_close ({shutter[1]}) must not be before shutter_open ({shutter[0]})")
         if not far > near:
             raise p.error(f"far_clip ({far}) must be greater than near_clip ({near})")
         films = p.nested("film")
