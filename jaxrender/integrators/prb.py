@@ -86,12 +86,17 @@ class _Static:
         return self.held.unflatten(leaves)
 
 
+def _forward(static, key, *leaves, unroll=False):
+    scene, arrays, origins, directions, t_max = static.unflatten(leaves)
+    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=unroll,
+                       boundary=static.boundary)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _replayed(static, key, *leaves):
-    scene, arrays, origins, directions, t_max = static.unflatten(leaves)
-    # Rolled: the unrolled loop's memory grows with max_depth (path.py).
-    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=False,
-                       boundary=static.boundary)
+    # Not differentiated: path's loop as path runs it (unrolled up to depth
+    # 16, ~14% faster on the CPU).
+    return _forward(static, key, *leaves, unroll=None)
 
 
 class _Fallback(NamedTuple):
@@ -118,11 +123,13 @@ def _replayed_fwd(static, key, *leaves):
         which = [x.perturbed for x in leaves]
 
         def plain(*perturbed):
-            return _replayed.fun(static, key, *_fill(which, perturbed, values))
+            return _forward(static, key, *_fill(which, perturbed, values))
 
         value, vjp = jax.vjp(plain, *[v for w, v in zip(which, values) if w])
         return value, _Fallback(vjp, [None if w else v for w, v in zip(which, values)])
-    value = _replayed.fun(static, key, *values)
+    # Rolled under differentiation: the unrolled loop's memory grows with
+    # max_depth (path.py), and the replay keeps this pass's memory bounded.
+    value = _forward(static, key, *values)
     differentiated = [x.value if x.perturbed else None for x in leaves]
     constant = [None if x.perturbed else x.value for x in leaves]
     # Named so that render's checkpointed passes keep it (RESIDUAL_NAME):
