@@ -461,3 +461,33 @@ def test_sincos_matches_libm_and_differentiates():
     np.testing.assert_allclose(dc, -np.sin(np.asarray(xs, np.float64)), atol=3e-7)
     gs = jax.grad(lambda x: sincos(x)[0] + 2 * sincos(x)[1])(jnp.float32(1.1))
     np.testing.assert_allclose(gs, np.cos(1.1) - 2 * np.sin(1.1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [1, 5, 32, 33, 1000])
+def test_search_cdf_matches_searchsorted(size):
+    """`search_cdf` (compare-all up to 32 entries, an unrolled binary search
+    above) equals numpy's searchsorted(side="right"), ties and ends included."""
+    from jaxrender.integrators._math import search_cdf
+
+    rng = np.random.default_rng(size)
+    cdf = np.cumsum(rng.random(size)).astype(np.float32)
+    cdf[size // 2:size // 2 + 2] = cdf[size // 2]  # a zero-width interval
+    u = np.concatenate([rng.random(500) * cdf[-1] * 1.1, cdf, [0.0, -1.0, cdf[-1]]]).astype(np.float32)
+    got = jax.jit(search_cdf)(jnp.asarray(cdf), jnp.asarray(u))
+    np.testing.assert_array_equal(got, np.searchsorted(cdf, u, side="right"))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 20])
+def test_take_row_matches_indexing(rows):
+    """The small-table lookup of area-light sampling equals table[index] in
+    value and in its gradient with respect to the table."""
+    from jaxrender.integrators.lights import _take_row
+
+    rng = np.random.default_rng(rows)
+    table = jnp.asarray(rng.random((rows, 3)), jnp.float32)
+    index = jnp.asarray(rng.integers(0, rows, 257), jnp.int32)
+    np.testing.assert_array_equal(_take_row(table, index), table[index])
+    w = jnp.asarray(rng.random((257, 3)), jnp.float32)
+    g1 = jax.grad(lambda t: jnp.sum(_take_row(t, index) * w))(table)
+    g2 = jax.grad(lambda t: jnp.sum(t[index] * w))(table)
+    np.testing.assert_allclose(g1, g2, rtol=1e-6, atol=1e-6)
