@@ -491,3 +491,15 @@ def test_take_row_matches_indexing(rows):
     g1 = jax.grad(lambda t: jnp.sum(_take_row(t, index) * w))(table)
     g2 = jax.grad(lambda t: jnp.sum(t[index] * w))(table)
     np.testing.assert_allclose(g1, g2, rtol=1e-6, atol=1e-6)
+
+
+def test_sincos_float64_keeps_double_precision():
+    """Under x64, `sincos` of float64 input is as accurate as numpy's."""
+    from jaxrender.integrators._math import sincos
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.linspace(-50, 50, 1001), jnp.float64)
+        s, c = sincos(x)
+        assert s.dtype == jnp.float64
+        np.testing.assert_allclose(s, np.sin(np.asarray(x)), atol=1e-14)
+        np.testing.assert_allclose(c, np.cos(np.asarray(x)), atol=1e-14)

@@ -123,8 +123,11 @@ def sincos(x):
     that fusion in every consumer (a Cornell-box bounce evaluated its
     cosine-hemisphere sample's sin and cos four to six times). These are
     plain multiply-adds. Differentiable: d sin = cos dx, d cos = -sin dx.
+    Float64 input (x64 mode) gets jnp.sin / jnp.cos, whose accuracy it needs.
     """
     x = as_float(x)
+    if x.dtype == jnp.float64:
+        return jnp.sin(x), jnp.cos(x)
     j = jnp.round(x * (2 / jnp.pi))
     r = ((x - j * _PIO2_HI) - j * _PIO2_MID) - j * _PIO2_LO
     z = r * r

@@ -303,7 +303,10 @@ def next_event(scene: Scene, arrays: SceneArrays, si, frame, wi, bsdfs, u, table
     u: (N, 3) uniforms. Returns (N, 3) bsdf * emitted / pdf * weight, zero
     where inactive, occluded or the sample failed."""
     es = sample_emitter(scene, arrays, si.p, u[:, 0], u[:, 1:3], tables)
-    es = es._replace(d=materialize(es.d), weight=materialize(es.weight), pdf=materialize(es.pdf), dist=materialize(es.dist))
+    # Into buffers: the shadow ray, the BSDF evaluation and the MIS weight
+    # would each recompute the sample (gathers, square roots) per element.
+    es = es._replace(d=materialize(es.d), weight=materialize(es.weight), pdf=materialize(es.pdf),
+                     dist=materialize(es.dist))
     origin = offset_origin(si.p, si.n, es.d)
     shadow_t = jnp.where(jnp.isfinite(es.dist), es.dist * (1.0 - SHADOW_EPSILON), jnp.inf)
     ok = active & (es.pdf > 0)

@@ -96,6 +96,8 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         far = jnp.inf if t_max is None else jnp.where(depth == 0, t_max, jnp.inf)
         hit = trace(arrays, o, d, jnp.where(active, far, 0.0))
         si = surface_interaction(arrays, hit, o, d)
+        # The hit's interpolated data into buffers: every consumer (emission,
+        # NEE, the spawned ray) would otherwise re-gather and re-interpolate it.
         si = si._replace(p=materialize(si.p), n=materialize(si.n), sh_n=materialize(si.sh_n), uv=materialize(si.uv))
 
         # Emission seen along the ray, MIS-weighted against emitter sampling.
@@ -125,7 +127,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
         d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs)
-        d_next, bs_weight, bs_pdf = materialize(d_next), materialize(bs_weight), materialize(bs_pdf)
+        d_next, bs_weight, bs_pdf = materialize(d_next), materialize(bs_weight), materialize(bs_pdf)  # as si
         beta = beta * bs_weight
         eta = eta * bs.eta
         active = active & (bs.pdf > 0)
