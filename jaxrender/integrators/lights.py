@@ -111,10 +111,8 @@ def _take_row(table, index):
     a gather above 8 rows."""
     if table.shape[0] > 8:
         return table[index]
-    out = jnp.broadcast_to(table[0], index.shape + table.shape[1:])
-    for r in range(1, table.shape[0]):
-        out = jnp.where((index == r).reshape(index.shape + (1,) * (table.ndim - 1)), table[r], out)
-    return out
+    shape = index.shape + table.shape[1:]
+    return _select(index, [jnp.broadcast_to(row, shape) for row in table])
 
 
 def _shape_faces(arrays: SceneArrays, shape: int):
