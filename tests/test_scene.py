@@ -1367,3 +1367,23 @@ def test_bad_test_scenes(name, patterns):
     from jaxrender.io import parse_xml
 
     _raises(parse_xml(os.path.join(SCENES, "bad", name + ".xml")), *patterns)
+
+
+def test_reconstruction_filter_parameters():
+    """Mitsuba's mitchell (B, C), catmullrom and lanczos (integer lobes);
+    bad values name the line."""
+    def rfilter(d):
+        s = scene(c={"type": "perspective", "film": {"type": "hdrfilm", "rfilter": d}})
+        return s.sensors[0].film.rfilter
+
+    f = rfilter({"type": "mitchell", "B": 0.25, "C": 0.4})
+    assert (f.type, f.radius, f.b, f.c) == ("mitchell", 2.0, 0.25, 0.4)
+    f = rfilter({"type": "catmullrom"})
+    assert (f.type, f.b, f.c) == ("mitchell", 0.0, 0.5)
+    assert rfilter({"type": "lanczos"}).radius == 3.0
+    assert rfilter({"type": "lanczos", "lobes": 2}).radius == 2.0
+    for bad in ({"lobes": 0}, {"lobes": 2.5}):
+        _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {
+            "type": "lanczos", **bad, "__source__": "s.xml:9"}}}}, r"lobes", r"s\.xml:9")
+    _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {
+        "type": "catmullrom", "B": 0.3, "__source__": "s.xml:5"}}}}, r"B", r"s\.xml:5")

@@ -18,6 +18,17 @@ def filter_weight(rfilter, x):
         alpha = -1.0 / (2.0 * rfilter.stddev**2)
         cut = jnp.exp(alpha * rfilter.radius**2)
         return jnp.maximum(0.0, jnp.exp(alpha * x * x) - cut)
+    if rfilter.type == "mitchell":
+        b, c = rfilter.b, rfilter.c
+        x = jnp.abs(x)
+        x2 = x * x
+        x3 = x2 * x
+        near = (12 - 9 * b - 6 * c) * x3 + (-18 + 12 * b + 6 * c) * x2 + (6 - 2 * b)
+        far = (-b - 6 * c) * x3 + (6 * b + 30 * c) * x2 + (-12 * b - 48 * c) * x + (8 * b + 24 * c)
+        return jnp.where(x < 1, near, jnp.where(x < 2, far, 0.0)) / 6
+    if rfilter.type == "lanczos":
+        # sinc(x) sinc(x / lobes) inside the lobes (jnp.sinc is sin(pi x) / (pi x)).
+        return jnp.where(jnp.abs(x) < rfilter.radius, jnp.sinc(x) * jnp.sinc(x / rfilter.radius), 0.0)
     return (jnp.abs(x) <= rfilter.radius).astype(jnp.float32)  # box
 
 

@@ -112,7 +112,7 @@ PLUGINS = {
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective",),
     "film": ("hdrfilm",),
-    "rfilter": ("box", "tent", "gaussian"),
+    "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
     "integrator": ("path", "direct", "aov", "prb", "prb_basic", "prb_projective",
                    "direct_projective", "volpath", "volpathmis"),
@@ -128,7 +128,6 @@ _UNSUPPORTED = {
     "texture": ("mesh_attribute", "volume", "rawconstant"),
     "sensor": ("thinlens", "orthographic", "radiancemeter", "irradiancemeter", "batch", "distant"),
     "film": ("specfilm",),
-    "rfilter": ("mitchell", "catmullrom", "lanczos"),
     "integrator": ("ptracer", "depth", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
     "phase": ("isotropic", "hg", "rayleigh", "sggx", "tabphase", "blendphase"),
@@ -1217,6 +1216,12 @@ class _Loader:
         if p.type == "gaussian":
             stddev = p.float("stddev", 0.5, minimum=0.0, exclusive=True)
             f = ReconstructionFilter("gaussian", 4.0 * stddev, stddev)
+        elif p.type == "mitchell":
+            f = ReconstructionFilter("mitchell", 2.0, b=p.float("B", 1.0 / 3.0), c=p.float("C", 1.0 / 3.0))
+        elif p.type == "catmullrom":
+            f = ReconstructionFilter("mitchell", 2.0, b=0.0, c=0.5)
+        elif p.type == "lanczos":
+            f = ReconstructionFilter("lanczos", float(p.int("lobes", 3, minimum=1, maximum=16)))
         else:
             default = 0.5 if p.type == "box" else 1.0
             f = ReconstructionFilter(p.type, p.float("radius", default, minimum=0.0, exclusive=True))

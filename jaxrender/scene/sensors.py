@@ -21,14 +21,21 @@ from jaxrender.scene.transform import transform_points, transform_vectors
 class ReconstructionFilter:
     """A film's pixel reconstruction filter (static).
 
-    type: "box" (radius 0.5), "tent" (radius 1) or "gaussian" (stddev 0.5,
-    radius 4 stddev); Mitsuba's parameters and defaults. `stddev` is None
-    except for the gaussian.
+    type: "box" (radius 0.5), "tent" (radius 1), "gaussian" (stddev 0.5,
+    radius 4 stddev), "mitchell" (Mitchell-Netravali cubic with parameters
+    b, c (1/3, 1/3); radius 2; Mitsuba's `catmullrom` is b = 0, c = 0.5) or
+    "lanczos" (windowed sinc, radius = its lobes, 3); Mitsuba's parameters
+    and defaults. `stddev` is None except for the gaussian, `b` and `c`
+    except for the cubic. Mitchell and Lanczos weights are negative in
+    places, as Mitsuba's: a pixel is the weighted sum over its samples
+    divided by the sum of their weights.
     """
 
     type: str = "box"
     radius: float = 0.5
     stddev: float | None = None
+    b: float | None = None
+    c: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,8 @@ REFERENCES = {
     "psdr_v05_direct": (os.path.join(HERE, "..", "scenes", "psdr_v05.xml"), {}, None, 8192),
     "materials_gaussian": (os.path.join(HERE, "materials_gaussian.xml"), {}, None, 8192),
     "materials_tent": (os.path.join(HERE, "materials_tent.xml"), {}, None, 8192),
+    "materials_mitchell": (os.path.join(HERE, "materials_mitchell.xml"), {}, None, 8192),
+    "materials_lanczos": (os.path.join(HERE, "materials_lanczos.xml"), {}, None, 8192),
 }
 
 
