@@ -313,3 +313,48 @@ def test_mesh_partly_hiding_an_area_light():
     scene = jr.load_string(HIDDEN_LIGHT)
     d, d0, fd, _ = _check(_translate("blocker.to_world"), scene, 0.02, spp=64)
     _assert_fd("hidden light", d, d0, fd, BOUND, 0.9)
+
+
+ORTHO_SENSOR = """<sensor type="orthographic">
+    <transform name="to_world"><scale x="1.2" y="1.2"/><lookat origin="{origin}" target="0, 0, 0" up="0, 1, 0"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>"""
+
+
+def _orthographic(xml, origin):
+    start, end = xml.index("<sensor"), xml.index("</sensor>") + len("</sensor>")
+    return xml[:start] + ORTHO_SENSOR.format(origin=origin) + xml[end:]
+
+
+def test_orthographic_silhouette_and_delta_shadow():
+    """The boundary terms through an orthographic camera (an affine film
+    projection, silhouettes against its view axis, the camera's parallel
+    rays to shadow boundaries): a translated square's silhouette, and a
+    cube's point-light shadow on a floor, against central differences."""
+    square = jr.load_string(_orthographic(SCENE.format(shape=SQUARE), "0, 0, 3"))
+    d, d0, fd, _ = _check(_translate("obj.to_world"), square, 0.02)
+    _assert_fd("orthographic silhouette", d, d0, fd, BOUND, 0.9)
+    shadow = jr.load_string(_orthographic(
+        DELTA.format(integrator="direct", depth="", light=DELTA_LIGHTS["point"]), "0.5, -1, 4"))
+    d, d0, fd, _ = _check(_translate("blocker.to_world"), shadow, 0.02, spp=128, fd_spp=4096)
+    _assert_fd("orthographic point-light shadow", d, d0, fd, BOUND, 0.3)
+
+
+def test_thin_lens_asks_for_boundary_false():
+    """A thin lens blurs edges over its aperture, which the film-space edge
+    sampling does not model: derivatives that move geometry or the camera
+    raise a clear error, and boundary=False gives the interior ones."""
+    xml = SCENE.format(shape=SQUARE).replace(
+        '<sensor type="perspective">',
+        '<sensor type="thinlens"><float name="aperture_radius" value="0.05"/>'
+        '<float name="focus_distance" value="3"/>')
+    scene = jr.load_string(xml)
+    assert isinstance(scene.sensors[0], jr.ThinLensCamera)
+    move = _translate("obj.to_world")
+    with pytest.raises(NotImplementedError, match="boundary=False"):
+        jax.jvp(lambda x: jr.render(move(scene, x), spp=4), (0.0,), (1.0,))
+    _, t = jax.jvp(lambda x: jr.render(move(scene, x), spp=4, boundary=False), (0.0,), (1.0,))
+    assert np.isfinite(np.asarray(t)).all()
+    # Material derivatives need no boundary term, whatever the camera.
+    g = jax.grad(lambda r: jnp.sum(jr.render(jr.replace(scene, {"obj.bsdf.reflectance.value": r}), spp=4)))(
+        jnp.full(3, 0.2, jnp.float32))
+    assert np.all(np.asarray(g) > 0)

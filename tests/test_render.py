@@ -41,6 +41,8 @@ CASES = {
     # Filters with negative lobes (and the widest reach, 3 pixels).
     "materials_mitchell": (os.path.join(REFS, "materials_mitchell.xml"), {}, None),
     "materials_lanczos": (os.path.join(REFS, "materials_lanczos.xml"), {}, None),
+    "sensor_thinlens": (os.path.join(REFS, "sensor_thinlens.xml"), {}, None),
+    "sensor_orthographic": (os.path.join(REFS, "sensor_orthographic.xml"), {}, None),
 }
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),
@@ -85,6 +87,36 @@ def test_reconstruction_filters_equal_mitsubas(rfilter):
     # Mitsuba 3.9's gaussian `eval` reads a tabulated copy of the filter
     # (off by up to 8e-4 near 0); the others evaluate the formula.
     np.testing.assert_allclose(w, ref, atol=1e-3 if rfilter["type"] == "gaussian" else 2e-6)
+
+
+@pytest.mark.parametrize("sensor", [
+    {"type": "perspective", "fov": 35, "fov_axis": "y"},
+    {"type": "thinlens", "aperture_radius": 0.2, "focus_distance": 3.0, "fov": 40},
+    {"type": "thinlens", "aperture_radius": 0.05, "focal_length": "35mm", "near_clip": 0.3},
+    {"type": "orthographic", "near_clip": 0.5},
+])
+def test_camera_rays_equal_mitsubas(sensor):
+    """Origins, directions and far-clip distances of each sensor's rays for
+    the same film and aperture samples, against Mitsuba's `sample_ray`."""
+    mi = pytest.importorskip("mitsuba")
+    mi.set_variant("scalar_rgb")
+    from jaxrender.integrators.film import clip_t_max
+
+    to_world = mi.ScalarTransform4f().look_at(origin=[1, 2, 3], target=[0, 0.2, 0], up=[0, 1, 0])
+    if sensor["type"] == "orthographic":
+        to_world = to_world @ mi.ScalarTransform4f().scale([2, 2, 1])
+    d = {**sensor, "film": {"type": "hdrfilm", "width": 8, "height": 5}}
+    theirs = mi.load_dict({**d, "to_world": to_world})
+    ours = jr.load_dict({"type": "scene", "s": {**d, "to_world": np.array(to_world.matrix)}}).sensors[0]
+    rng = np.random.default_rng(0)
+    pos, lens = rng.uniform(size=(32, 2)), rng.uniform(size=(32, 2))
+    o, dirs = jr.sample_ray(ours, jnp.asarray(pos, jnp.float32), jnp.asarray(lens, jnp.float32))
+    t_max = clip_t_max(ours, dirs)
+    for i in range(32):
+        ray, _ = theirs.sample_ray(0.0, 0.5, mi.Point2f(*pos[i]), mi.Point2f(*lens[i]))
+        np.testing.assert_allclose(o[i], np.array(ray.o), atol=2e-6)
+        np.testing.assert_allclose(dirs[i], np.array(ray.d), atol=2e-6)
+        np.testing.assert_allclose(t_max[i], ray.maxt, rtol=1e-5)
 
 
 FURNACE = """<scene version="3.0.0">

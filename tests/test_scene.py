@@ -1387,3 +1387,24 @@ def test_reconstruction_filter_parameters():
             "type": "lanczos", **bad, "__source__": "s.xml:9"}}}}, r"lobes", r"s\.xml:9")
     _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {
         "type": "catmullrom", "B": 0.3, "__source__": "s.xml:5"}}}}, r"B", r"s\.xml:5")
+
+
+def test_thinlens_and_orthographic_sensors():
+    """Mitsuba's thinlens (aperture_radius required, focus_distance defaults
+    to far_clip) and orthographic (no field of view) sensors; their float
+    leaves are parameters."""
+    s = scene(c={"type": "thinlens", "aperture_radius": 0.1, "fov": 30, "far_clip": 50.0})
+    cam = s.sensors[0]
+    assert isinstance(cam, js.ThinLensCamera) and float(cam.focus_distance) == 50.0
+    names = js.traverse(s)
+    assert {"c.aperture_radius", "c.focus_distance", "c.fov"} <= set(names)
+    s = js.replace(s, {"c.focus_distance": jnp.float32(4.0)})
+    assert float(s.sensors[0].focus_distance) == 4.0
+    s = scene(c={"type": "orthographic", "near_clip": 0.5})
+    assert isinstance(s.sensors[0], js.OrthographicCamera) and "c.fov" not in js.traverse(s)
+    _raises({"type": "scene", "c": {"type": "thinlens", "__source__": "s.xml:3"}},
+            r'missing required parameter "aperture_radius"', r"s\.xml:3")
+    _raises({"type": "scene", "c": {"type": "thinlens", "aperture_radius": -1.0, "__source__": "s.xml:3"}},
+            r"aperture_radius", r"s\.xml:3")
+    _raises({"type": "scene", "c": {"type": "orthographic", "fov": 30.0, "__source__": "s.xml:4"}},
+            r"fov", r"s\.xml:4")

@@ -105,9 +105,11 @@ from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
 from jaxrender.scene import (
     DirectionalLight,
     IntegratorConfig,
-    PerspectiveCamera,
+    Camera,
+    OrthographicCamera,
     PointLight,
     Scene,
+    ThinLensCamera,
     camera_rays,
     transform_points,
 )
@@ -120,10 +122,15 @@ from jaxrender.scene.sensors import sample_ray
 SIDE_OFFSET = 1e-3
 
 
-def _project(camera: PerspectiveCamera, points):
+def _project(camera: Camera, points):
     """World points (..., 3) -> film positions in pixels (..., 2) and
-    camera-space depth (...,); the inverse of `sample_ray`."""
+    camera-space depth (...,); the inverse of `sample_ray` (a thin lens's
+    through its centre)."""
     local = transform_points(jnp.linalg.inv(camera.to_world), points)
+    if isinstance(camera, OrthographicCamera):
+        fx = (1.0 - local[..., 0]) * 0.5 * camera.film.width
+        fy = (1.0 - local[..., 1] * camera.aspect) * 0.5 * camera.film.height
+        return jnp.stack([fx, fy], -1), local[..., 2]
     tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
     tan_y = tan_x / camera.aspect
     z = local[..., 2]
@@ -131,6 +138,36 @@ def _project(camera: PerspectiveCamera, points):
     fx = (1.0 - local[..., 0] / (safe_z * tan_x)) * 0.5 * camera.film.width
     fy = (1.0 - local[..., 1] / (safe_z * tan_y)) * 0.5 * camera.film.height
     return jnp.stack([fx, fy], -1), z
+
+
+def _towards_camera(camera: Camera, points):
+    """Vectors (..., 3) from world points towards the camera: to its eye, or
+    against an orthographic camera's view axis."""
+    if isinstance(camera, OrthographicCamera):
+        return jnp.broadcast_to(-camera.to_world[:3, 2], points.shape)
+    return camera.to_world[:3, 3] - points
+
+
+def _camera_rays_to(camera: Camera, x):
+    """The primary rays that reach world points x (N, 3), through a thin
+    lens's centre: (origins, unit directions, distances to x)."""
+    if isinstance(camera, OrthographicCamera):
+        u, _ = _project(camera, x)
+        o, d = sample_ray(camera, u / jnp.array([camera.film.width, camera.film.height], jnp.float32))
+    else:
+        o = jnp.broadcast_to(camera.to_world[:3, 3], x.shape)
+    dist = jnp.linalg.norm(x - o, axis=-1)
+    return o, (x - o) / jnp.maximum(dist, 1e-20)[:, None], dist
+
+
+def _check_camera(camera: Camera):
+    """Boundary terms follow edges across the film of a pinhole or
+    orthographic camera; a thin lens blurs them over its aperture."""
+    if isinstance(camera, ThinLensCamera):
+        raise NotImplementedError(
+            "visibility boundary terms (silhouettes, shadows) are not implemented for the thinlens "
+            "camera: geometry and camera derivatives would miss them. Pass boundary=False to "
+            "render for the interior derivatives only, or use a perspective camera.")
 
 
 def _unique_edges(vertices, faces, shape_of_face):
@@ -174,13 +211,13 @@ def _face_normals(vertices, faces, fi):
     return safe_normalize(jnp.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :]))
 
 
-def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, eye):
-    """The unique edges that can be discontinuities of the image seen from
-    `eye`: returns (v0, v1) global vertex indices (3F,) and a bool mask."""
+def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, camera):
+    """The unique edges that can be discontinuities of the image seen by
+    `camera`: returns (v0, v1) global vertex indices (3F,) and a bool mask."""
     ia, ib, face1, face2, first, shape = _unique_edges(vertices, faces, shape_of_face)
     v = jax.lax.stop_gradient(vertices)
     n1, n2 = _face_normals(vertices, faces, face1), _face_normals(vertices, faces, face2)
-    to_eye = eye - v[ia]
+    to_eye = _towards_camera(camera, v[ia])
     silhouette = (dot(n1, to_eye) > 0) != (dot(n2, to_eye) > 0)
     # Shading jumps across an edge when the faces' normals differ (flat
     # shading) or their vertex normals at the edge's ends do (smooth shading
@@ -213,7 +250,7 @@ def _clip_to_film(p0, p1, width, height):
     return s0, s1
 
 
-def sample_edges(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, key, n: int, trace):
+def sample_edges(scene: Scene, camera: Camera, cfg: IntegratorConfig, key, n: int, trace):
     """Samples n film-space edge points and evaluates, detached, everything
     but their motion. `trace(scene, arrays, cfg, o, d, key, t_max)` is the
     integrator. Returns a dict of arrays: edge ends `v0`, `v1` (n,), the
@@ -223,9 +260,8 @@ def sample_edges(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig,
     scene, camera = jax.lax.stop_gradient((scene, camera))
     arrays = prepare_scene(scene)
     w, h = camera.film.width, camera.film.height
-    eye = camera.to_world[:3, 3]
     v0, v1, candidate = _candidate_edges(scene, arrays.vertices, arrays.normals, arrays.faces,
-                                         arrays.shape_of_face, eye)
+                                         arrays.shape_of_face, camera)
     (p0, z0), (p1, z1) = _project(camera, arrays.vertices[v0]), _project(camera, arrays.vertices[v1])
     s0, s1 = _clip_to_film(p0, p1, w, h)
     in_front = (z0 > camera.near_clip) & (z1 > camera.near_clip)
@@ -239,9 +275,10 @@ def sample_edges(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig,
     s = s0[e] + jax.random.uniform(k_pos, (n,)) * (s1[e] - s0[e])
     a, b = p0[e], p1[e]
     x = a + s[:, None] * (b - a)
-    # Film-space uniform s -> the 3D edge parameter (perspective-correct).
+    # Film-space uniform s -> the 3D edge parameter (perspective-correct;
+    # the orthographic projection is affine).
     za, zb = z0[e], z1[e]
-    t = (s / zb) / ((1.0 - s) / za + s / zb)
+    t = s if isinstance(camera, OrthographicCamera) else (s / zb) / ((1.0 - s) / za + s / zb)
     normal = safe_normalize(jnp.stack([a[:, 1] - b[:, 1], b[:, 0] - a[:, 0]], -1))
     sides = jnp.concatenate([x - SIDE_OFFSET * normal, x + SIDE_OFFSET * normal])
     film = sides / jnp.array([w, h], jnp.float32)
@@ -253,7 +290,7 @@ def sample_edges(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig,
     return {"v0": v0[e], "v1": v1[e], "t": t, "x": x, "normal": normal, "weight": weight}
 
 
-def _splat_edges(camera: PerspectiveCamera, values, x):
+def _splat_edges(camera: Camera, values, x):
     """Adds values (n, C) at film points x (n, 2) into the pixels whose
     filter covers them, as `film.splat` weighs pixel samples: (H, W, C)."""
     w, h = camera.film.width, camera.film.height
@@ -274,7 +311,7 @@ def _splat_edges(camera: PerspectiveCamera, values, x):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def boundary_term(config, trace, scene: Scene, camera: PerspectiveCamera, key):
+def boundary_term(config, trace, scene: Scene, camera: Camera, key):
     """Zeros (H, W, C) whose derivative is the primary-edge term of one pass.
 
     config: (IntegratorConfig, n edge samples, scale) static; `scale`
@@ -296,10 +333,11 @@ def _boundary_term_jvp(config, trace, primals, tangents):
     d_moving = _moving(d_scene, d_camera)
     if _all_zero(d_moving):
         return zero, jnp.zeros_like(zero)
+    _check_camera(camera)
     edges = sample_edges(scene, camera, cfg, key, n, trace)
 
-    def film_points(geometry, to_world, fov):
-        s, c = _with_moving(scene, camera, geometry, to_world, fov)
+    def film_points(geometry, cam):
+        s, c = _with_moving(scene, geometry, cam)
         vertices = flatten_scene(s).vertices
         t = edges["t"][:, None]
         points = (1.0 - t) * vertices[edges["v0"]] + t * vertices[edges["v1"]]
@@ -318,15 +356,15 @@ boundary_term.defjvp(_boundary_term_jvp, symbolic_zeros=True)
 SHADOW_SIDE_OFFSET = 1e-4
 
 
-def _moving(scene: Scene, camera: PerspectiveCamera):
+def _moving(scene: Scene, camera: Camera):
     """The leaves that move edges and shading points: the shapes' vertices
-    and to_world, the camera's to_world and fov."""
-    return ([(m.vertex_positions, m.to_world) for m in scene.shapes], camera.to_world, camera.fov)
+    and to_world, and the camera (its to_world, fov, lens)."""
+    return ([(m.vertex_positions, m.to_world) for m in scene.shapes], camera)
 
 
-def _with_moving(scene: Scene, camera: PerspectiveCamera, geometry, to_world, fov):
+def _with_moving(scene: Scene, geometry, camera: Camera):
     shapes = tuple(dataclasses.replace(m, vertex_positions=v, to_world=t) for m, (v, t) in zip(scene.shapes, geometry))
-    return dataclasses.replace(scene, shapes=shapes), dataclasses.replace(camera, to_world=to_world, fov=fov)
+    return dataclasses.replace(scene, shapes=shapes), camera
 
 
 def _all_zero(tangents) -> bool:
@@ -334,7 +372,7 @@ def _all_zero(tangents) -> bool:
                for t in jax.tree.leaves(tangents, is_leaf=lambda x: isinstance(x, SymbolicZero)))
 
 
-def _shading_points(scene: Scene, camera: PerspectiveCamera, offsets):
+def _shading_points(scene: Scene, camera: Camera, offsets):
     """The camera rays through `offsets` (S, H, W, 2) and their first hits."""
     arrays = prepare_scene(scene)
     o, d = camera_rays(camera, offsets)
@@ -424,7 +462,7 @@ def _pick_edge_points(edges: ShadowEdges, v, x, n, key):
             inv_pdf)
 
 
-def sample_shadow_edges(scene: Scene, camera: PerspectiveCamera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
+def sample_shadow_edges(scene: Scene, camera: Camera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
     """`shadow_edge_samples` at the first hit of each camera ray through
     `offsets` (S, H, W, 2)."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
@@ -544,7 +582,7 @@ _nee_edges.defjvp(_nee_edges_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def shadow_term(config, scene: Scene, camera: PerspectiveCamera, offsets, key):
+def shadow_term(config, scene: Scene, camera: Camera, offsets, key):
     """Zeros (S, H, W, 3) whose derivative is the direct-illumination
     boundary term (shadow edges, edges hiding part of an emitter) at the
     first hit of each camera sample through `offsets` (S, H, W, 2): add it to
@@ -561,10 +599,11 @@ def _shadow_term_jvp(config, primals, tangents):
     d_moving = _moving(tangents[0], tangents[1])
     if _all_zero(d_moving):
         return zero, zero
+    _check_camera(camera)
     edges = sample_shadow_edges(scene, camera, offsets, key, frac_em, frac_bsdf)
 
-    def distance_across(geometry, to_world, fov):
-        s, c = _with_moving(scene, camera, geometry, to_world, fov)
+    def distance_across(geometry, cam):
+        s, c = _with_moving(scene, geometry, cam)
         arrays, _, si = _shading_points(s, c, offsets)
         t = edges["s"][:, None]
         y = (1.0 - t) * arrays.vertices[edges["v0"]] + t * arrays.vertices[edges["v1"]]
@@ -637,7 +676,7 @@ def _on_plane(vertices, faces, tri, o, d):
     return o + t[:, None] * d
 
 
-def _delta_boundary_film(scene: Scene, camera: PerspectiveCamera, light, smp, s=None):
+def _delta_boundary_film(scene: Scene, camera: Camera, light, smp, s=None):
     """Film positions (n, 2) of the shadow-boundary points of samples `smp`
     (edge ends v0, v1, parameter s, receiving triangle tri): where the light's
     line through the edge point meets the receiving triangle's plane."""
@@ -648,7 +687,7 @@ def _delta_boundary_film(scene: Scene, camera: PerspectiveCamera, light, smp, s=
     return _project(camera, x)[0]
 
 
-def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, arrays, edges: ShadowEdges, index: int,
+def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdges, index: int,
                          key, n: int):
     """n boundary samples of delta light `scene.emitters[index]`'s shadows as
     seen by the camera (detached); arrays: `prepare_scene(scene)`, edges:
@@ -700,14 +739,11 @@ def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, arrays, edges:
     smp = {"v0": ia, "v1": ib, "s": s, "tri": tri}
 
     # Seen by the camera, inside the film?
-    eye = camera.to_world[:3, 3]
-    to_x = x - eye
-    dist = jnp.linalg.norm(to_x, axis=-1)
-    d_cam = to_x / jnp.maximum(dist, 1e-20)[:, None]
+    o_cam, d_cam, dist = _camera_rays_to(camera, x)
     u, z = _project(camera, x)
     wf, hf = camera.film.width, camera.film.height
     ok = ok & (z > camera.near_clip) & (u[:, 0] >= 0) & (u[:, 0] < wf) & (u[:, 1] >= 0) & (u[:, 1] < hf)
-    ok = ok & ~occluded(arrays.accel, v, arrays.faces, jnp.broadcast_to(eye, d_cam.shape), d_cam,
+    ok = ok & ~occluded(arrays.accel, v, arrays.faces, o_cam, d_cam,
                          jnp.where(ok, dist * (1.0 - 1e-3), 0.0))
 
     # The light's direct contribution at x as the integrators estimate it.
@@ -742,7 +778,7 @@ def sample_delta_shadows(scene: Scene, camera: PerspectiveCamera, arrays, edges:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def delta_shadow_term(config, scene: Scene, camera: PerspectiveCamera, key):
+def delta_shadow_term(config, scene: Scene, camera: Camera, key):
     """Zeros (H, W, 3) whose derivative is the boundary term of the delta
     lights' (point, spot, directional) shadows at the first hit of camera
     rays: shadow edges sliding across the film as the scene's vertices and
@@ -763,6 +799,7 @@ def _delta_shadow_term_jvp(config, primals, tangents):
     d_moving = (*_moving(tangents[0], tangents[1]), _placement(tangents[0]))
     if _all_zero(d_moving) or not scene.shapes:
         return zero, jnp.zeros_like(zero)
+    _check_camera(camera)
     out = jnp.zeros_like(zero)
     # The BVH and the edge table, once for all the lights.
     arrays = prepare_scene(jax.lax.stop_gradient(scene))
@@ -770,8 +807,8 @@ def _delta_shadow_term_jvp(config, primals, tangents):
     for index, k in zip(_delta_lights(scene), jax.random.split(key, len(_delta_lights(scene)))):
         smp = sample_delta_shadows(scene, camera, arrays, edges, index, k, n)
 
-        def film_points(geometry, to_world, fov, placement, index=index, smp=smp):
-            s, c = _with_moving(scene, camera, geometry, to_world, fov)
+        def film_points(geometry, cam, placement, index=index, smp=smp):
+            s, c = _with_moving(scene, geometry, cam)
             s = _with_placement(s, placement)
             return _delta_boundary_film(s, c, s.emitters[index], smp)
 

@@ -7,7 +7,7 @@ import math
 
 import jax.numpy as jnp
 
-from jaxrender.scene import PerspectiveCamera
+from jaxrender.scene import Camera
 
 
 def filter_weight(rfilter, x):
@@ -55,9 +55,10 @@ def splat(rfilter, values, offsets, height, width):
     return acc[r:r + height, r:r + width], wsum[r:r + height, r:r + width]
 
 
-def clip_t_max(camera: PerspectiveCamera, d):
+def clip_t_max(camera: Camera, d):
     """Camera rays start on the near plane and end on the far plane (Mitsuba 3:
-    maxt = (far_clip - near_clip) / cos, cos to the view axis)."""
+    maxt = (far_clip - near_clip) / cos, cos to the view axis: 1 for the
+    orthographic camera's rays)."""
     forward = camera.to_world[:3, 2]
     forward = forward / jnp.linalg.norm(forward)
     cos = jnp.maximum(d @ forward, 1e-6)

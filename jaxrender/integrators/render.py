@@ -19,7 +19,7 @@ from jaxrender.integrators.lights import DELTA_LIGHTS, check_supported
 from jaxrender.integrators.path import trace_paths
 from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
-from jaxrender.scene import IntegratorConfig, PerspectiveCamera, Scene, camera_rays
+from jaxrender.scene import CAMERAS, Camera, IntegratorConfig, Scene, ThinLensCamera, camera_rays
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
@@ -49,13 +49,14 @@ def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
     raise TypeError(f"integrator must be None, a name or an IntegratorConfig, got {type(integrator).__name__}")
 
 
-def _camera(scene: Scene, sensor) -> PerspectiveCamera:
-    if isinstance(sensor, PerspectiveCamera):
+def _camera(scene: Scene, sensor) -> Camera:
+    if isinstance(sensor, CAMERAS):
         return sensor
     if not scene.sensors:
-        raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...)")
+        raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...) (or another camera)")
     if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
-        raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a PerspectiveCamera, got {sensor!r}")
+        raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a camera "
+                         f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera), got {sensor!r}")
     return scene.sensors[int(sensor)]
 
 
@@ -78,9 +79,13 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         "path" for jax.jvp), and with geometry or camera derivatives it falls
         back to path's reverse mode (`jaxrender.integrators.prb`). A scene
         file's `prb` loads as "path", which serves both modes.
-      sensor: index into scene.sensors, or a PerspectiveCamera pytree (so
-        `jax.vmap` over stacked cameras renders a batch of views; the camera
-        is differentiable too).
+      sensor: index into scene.sensors, or a camera pytree
+        (PerspectiveCamera, ThinLensCamera or OrthographicCamera; `jax.vmap`
+        over stacked cameras renders a batch of views; the camera is
+        differentiable too). Boundary terms need a perspective or
+        orthographic camera: with a thin lens, derivatives that move
+        geometry or the camera raise NotImplementedError unless
+        boundary=False.
       spp: samples per pixel (default: the sensor's sampler).
       key: a jax.random key; default `jax.random.key(seed)`. The same key
         gives the same image, bit for bit.
@@ -222,7 +227,7 @@ def compiler_options() -> dict:
     return dict(_CPU_OPTIONS)
 
 
-def _render(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
+def _render(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int, key,
             boundary: bool) -> jax.Array:
     # JAX takes compiler options only on the outermost jit: under a
     # transformation (the user's jit, grad, vmap) the plain jit is used.
@@ -240,7 +245,7 @@ def _render_jit(top_level: bool):
     return jax.jit(_render_passes, static_argnums=(2, 3, 5), compiler_options=options or None)
 
 
-def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfig, spp: int, key,
+def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int, key,
                    boundary: bool) -> jax.Array:
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
     width, height = camera.film.width, camera.film.height
@@ -268,7 +273,10 @@ def _render_passes(scene: Scene, camera: PerspectiveCamera, cfg: IntegratorConfi
         k = jax.random.fold_in(key, i)
         k_pix, k_path, k_edge = jax.random.split(k, 3)
         offsets = jax.random.uniform(k_pix, (per_pass, height, width, 2), jnp.float32)
-        o, d = camera_rays(camera, offsets)
+        aperture = None
+        if isinstance(camera, ThinLensCamera):
+            aperture = jax.random.uniform(jax.random.fold_in(k_pix, 1), offsets.shape, jnp.float32)
+        o, d = camera_rays(camera, offsets, aperture)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         t_max = clip_t_max(camera, d)
         value = trace(scene, arrays, cfg, o, d, k_path, t_max, **trace_args)

@@ -32,9 +32,13 @@ from jaxrender.scene.load import load_dict
 from jaxrender.scene.params import replace, traverse
 from jaxrender.scene.scene import Ids, IntegratorConfig, Scene
 from jaxrender.scene.sensors import (
+    CAMERAS,
+    Camera,
     Film,
+    OrthographicCamera,
     PerspectiveCamera,
     ReconstructionFilter,
+    ThinLensCamera,
     camera_rays,
     sample_ray,
     x_fov,
@@ -52,7 +56,7 @@ from jaxrender.scene.transform import (
 )
 
 __all__ = [
-    "AreaLight", "BSDF", "BitmapTexture", "CheckerboardTexture", "Conductor", "ConstantEmitter",
+    "AreaLight", "BSDF", "BitmapTexture", "CAMERAS", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Scene",

@@ -65,7 +65,14 @@ from jaxrender.scene.emitters import (
     SpotLight,
 )
 from jaxrender.scene.scene import AOV_TYPES, AOV_UNSUPPORTED, Ids, IntegratorConfig, Scene
-from jaxrender.scene.sensors import Film, PerspectiveCamera, ReconstructionFilter
+from jaxrender.scene.sensors import (
+    Camera,
+    Film,
+    OrthographicCamera,
+    PerspectiveCamera,
+    ReconstructionFilter,
+    ThinLensCamera,
+)
 from jaxrender.scene.shapes import (
     Mesh,
     cube_mesh,
@@ -110,7 +117,7 @@ PLUGINS = {
              "roughdielectric", "thindielectric", "twosided"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
-    "sensor": ("perspective",),
+    "sensor": ("perspective", "thinlens", "orthographic"),
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
@@ -126,7 +133,7 @@ _UNSUPPORTED = {
              "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
-    "sensor": ("thinlens", "orthographic", "radiancemeter", "irradiancemeter", "batch", "distant"),
+    "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
     "film": ("specfilm",),
     "integrator": ("ptracer", "depth", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
@@ -529,7 +536,7 @@ class _Loader:
         self.bsdf_index: dict[int, int] = {}
         self.emitters: list = []
         self.emitter_owner: dict[int, int] = {}
-        self.sensors: list[PerspectiveCamera] = []
+        self.sensors: list[Camera] = []
         self.integrator: IntegratorConfig | None = None
         self.ids: dict[str, tuple[str, int]] = {}
         self.key_ids: dict[int, str] = {}
@@ -1139,33 +1146,12 @@ class _Loader:
 
     # -- sensors
 
-    def build_sensor(self, d: dict) -> PerspectiveCamera:
+    def build_sensor(self, d: dict) -> Camera:
         p = _Obj(self, d, "sensor")
-        for name in ("principal_point_offset_x", "principal_point_offset_y"):
-            if p.float(name, 0.0) != 0.0:
-                raise p.error(f'parameter "{name}" is not supported by jaxrender (must be 0)')
         m = p.matrix("to_world")
-        if p.has("fov") and p.has("focal_length"):
-            raise p.error('give either "fov" or "focal_length", not both')
-        if p.has("fov"):
-            fov = p.float("fov")
-            if not 0 < fov < 180:
-                raise p.error(f'parameter "fov" must be in (0, 180) degrees, got {fov}')
-            fov_axis = p.str("fov_axis", "x", choices=("x", "y", "diagonal", "smaller", "larger"))
-        else:
-            if p.has("fov_axis"):
-                raise p.error('parameter "fov_axis" applies only together with "fov"')
-            value = p.raw("focal_length", "50mm")
-            text = value[:-2] if isinstance(value, str) and value.endswith("mm") else value
-            try:
-                focal = float(text)
-            except (TypeError, ValueError):
-                raise p.param_error("focal_length", 'a length like "50mm"', value) from None
-            if not (math.isfinite(focal) and focal > 0):
-                raise p.error(f'parameter "focal_length" must be positive, got {value!r}')
-            # Mitsuba: a focal length on 35 mm film sets the diagonal fov.
-            fov = math.degrees(2.0 * math.atan(math.hypot(36.0, 24.0) / (2.0 * focal)))
-            fov_axis = "diagonal"
+        fov = fov_axis = None
+        if p.type != "orthographic":
+            fov, fov_axis = self._field_of_view(p)
         near = p.float("near_clip", 0.01, minimum=0.0, exclusive=True)
         far = p.float("far_clip", 10000.0)
         # Motion blur is not rendered (the scene is static), but a shutter
@@ -1175,17 +1161,52 @@ class _Loader:
             raise p.error(f"shutter_close ({shutter[1]}) must not be before shutter_open ({shutter[0]})")
         if not far > near:
             raise p.error(f"far_clip ({far}) must be greater than near_clip ({near})")
+        if p.type == "thinlens":
+            # Required, as in Mitsuba; 0 is a pinhole (Mitsuba warns and uses epsilon).
+            aperture = p.float("aperture_radius", minimum=0.0)
+            focus = p.float("focus_distance", far, minimum=0.0, exclusive=True)
         films = p.nested("film")
         samplers = p.nested("sampler")
         p.finish()
         if len(films) > 1 or len(samplers) > 1:
             raise p.error("a sensor takes at most one film and one sampler")
-        film = self.build_film(films[0][1]) if films else Film()
-        sample_count = self.build_sampler(samplers[0][1]) if samplers else 4
-        return PerspectiveCamera(
-            to_world=_f32(np.eye(4) if m is None else m), fov=_f32(fov), film=film, fov_axis=fov_axis,
-            near_clip=near, far_clip=far, sample_count=sample_count, id=self.object_id(d),
+        common = dict(
+            to_world=_f32(np.eye(4) if m is None else m), film=self.build_film(films[0][1]) if films else Film(),
+            near_clip=near, far_clip=far, sample_count=self.build_sampler(samplers[0][1]) if samplers else 4,
+            id=self.object_id(d),
         )
+        if p.type == "orthographic":
+            return OrthographicCamera(**common)
+        if p.type == "thinlens":
+            return ThinLensCamera(fov=_f32(fov), fov_axis=fov_axis, aperture_radius=_f32(aperture),
+                                  focus_distance=_f32(focus), **common)
+        return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, **common)
+
+    def _field_of_view(self, p: _Obj) -> tuple[float, str]:
+        """A perspective or thin-lens sensor's (fov, fov_axis), from `fov` or
+        Mitsuba's 35 mm-equivalent `focal_length`."""
+        for name in ("principal_point_offset_x", "principal_point_offset_y"):
+            if p.float(name, 0.0) != 0.0:
+                raise p.error(f'parameter "{name}" is not supported by jaxrender (must be 0)')
+        if p.has("fov") and p.has("focal_length"):
+            raise p.error('give either "fov" or "focal_length", not both')
+        if p.has("fov"):
+            fov = p.float("fov")
+            if not 0 < fov < 180:
+                raise p.error(f'parameter "fov" must be in (0, 180) degrees, got {fov}')
+            return fov, p.str("fov_axis", "x", choices=("x", "y", "diagonal", "smaller", "larger"))
+        if p.has("fov_axis"):
+            raise p.error('parameter "fov_axis" applies only together with "fov"')
+        value = p.raw("focal_length", "50mm")
+        text = value[:-2] if isinstance(value, str) and value.endswith("mm") else value
+        try:
+            focal = float(text)
+        except (TypeError, ValueError):
+            raise p.param_error("focal_length", 'a length like "50mm"', value) from None
+        if not (math.isfinite(focal) and focal > 0):
+            raise p.error(f'parameter "focal_length" must be positive, got {value!r}')
+        # Mitsuba: a focal length on 35 mm film sets the diagonal fov.
+        return math.degrees(2.0 * math.atan(math.hypot(36.0, 24.0) / (2.0 * focal))), "diagonal"
 
     def build_film(self, d: dict) -> Film:
         p = _Obj(self, d, "film")

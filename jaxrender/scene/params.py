@@ -41,6 +41,8 @@ Every parameter listed is a float32 array leaf and differentiable:
 | ConstantEmitter | radiance.value |
 | EnvironmentMap | data (H,W,3), scale, to_world |
 | PerspectiveCamera | to_world (4,4), fov (degrees along fov_axis) |
+| ThinLensCamera | to_world, fov, aperture_radius, focus_distance |
+| OrthographicCamera | to_world |
 
 Not parameters (static, not differentiable): face indices, flags, plugin
 types, distributions, film size, filters, clip distances, sample counts, the
@@ -65,7 +67,6 @@ from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, Constan
 
 _COLLECTIONS = (("shapes", "Mesh"), ("bsdfs", "BSDF"), ("emitters", "Emitter"), ("sensors", "Sensor"))
 _MESH_PARAMS = ("vertex_positions", "vertex_normals", "vertex_texcoords", "to_world")
-_SENSOR_PARAMS = ("to_world", "fov")
 
 
 def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
@@ -117,8 +118,10 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                     if getattr(obj, name) is not None:
                         add(f"{prefix}.{name}", path + (name,))
             elif collection == "sensors":
-                for name in _SENSOR_PARAMS:
-                    add(f"{prefix}.{name}", path + (name,))
+                # Every float leaf: to_world, fov, aperture_radius, focus_distance.
+                for f in dataclasses.fields(obj):
+                    if not f.metadata.get("static"):
+                        add(f"{prefix}.{f.name}", path + (f.name,))
             else:
                 plugin(prefix, obj, path)
     return out

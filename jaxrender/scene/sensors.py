@@ -1,4 +1,5 @@
-"""The perspective camera, its film, and its primary rays (Mitsuba 3's).
+"""Cameras (Mitsuba 3's perspective, thinlens and orthographic sensors),
+their film, and their primary rays.
 
 Camera space: the camera sits at the origin looking along +z, +y is up and
 +x is image *left* (Mitsuba's `look_at` puts cross(up, dir) there), so images
@@ -95,6 +96,63 @@ class PerspectiveCamera:
         return x_fov(self.fov, self.fov_axis, self.aspect)
 
 
+@pytree
+class ThinLensCamera:
+    """Mitsuba's `thinlens` sensor: a perspective camera with a circular
+    lens, so points off the focal plane blur (depth of field).
+
+    Attributes: as PerspectiveCamera's, plus
+      aperture_radius: float32 scalar, the lens radius in world units
+        (required, as in Mitsuba). Differentiable.
+      focus_distance: float32 scalar, the distance along the view axis of
+        the plane in focus (Mitsuba's default: far_clip). Differentiable.
+    Rays start on the lens and pass through the point of the focal plane
+    that a pinhole ray through the same film position would reach.
+    """
+
+    to_world: jax.Array
+    fov: jax.Array
+    aperture_radius: jax.Array
+    focus_distance: jax.Array
+    film: Film = static(default=Film())
+    fov_axis: str = static(default="x")
+    near_clip: float = static(default=0.01)
+    far_clip: float = static(default=10000.0)
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    aspect = PerspectiveCamera.aspect
+    x_fov = PerspectiveCamera.x_fov
+
+
+@pytree
+class OrthographicCamera:
+    """Mitsuba's `orthographic` sensor: parallel rays along the view axis.
+
+    Attributes:
+      to_world: float32 (4, 4), camera to world. In camera space the film
+        covers x in [-1, 1] (image right to left) and y in [-1/aspect,
+        1/aspect]; scale `to_world` to see more. Differentiable (Mitsuba
+        marks it non-differentiable; here it is).
+      film, near_clip, far_clip, sample_count, id: as PerspectiveCamera's.
+    Rays start on the near plane and end on the far plane.
+    """
+
+    to_world: jax.Array
+    film: Film = static(default=Film())
+    near_clip: float = static(default=0.01)
+    far_clip: float = static(default=10000.0)
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    aspect = PerspectiveCamera.aspect
+
+
+# Every sensor type; `Camera` is any of them.
+CAMERAS = (PerspectiveCamera, ThinLensCamera, OrthographicCamera)
+Camera = PerspectiveCamera | ThinLensCamera | OrthographicCamera
+
+
 def x_fov(fov, fov_axis: str, aspect: float) -> jax.Array:
     """Converts a field of view in degrees along `fov_axis` to one along x,
     for a film of width / height = `aspect`, as Mitsuba's `parse_fov`.
@@ -115,24 +173,38 @@ def x_fov(fov, fov_axis: str, aspect: float) -> jax.Array:
     raise ValueError(f"fov_axis must be x, y, diagonal, smaller or larger, got {fov_axis!r}")
 
 
-def sample_ray(camera: PerspectiveCamera, film_positions) -> tuple[jax.Array, jax.Array]:
+def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[jax.Array, jax.Array]:
     """Primary rays through film positions, exactly Mitsuba's `sample_ray`.
 
     Args:
-      camera: a PerspectiveCamera. Its `to_world` and `fov` are
-        differentiable.
+      camera: a PerspectiveCamera, ThinLensCamera or OrthographicCamera. Its
+        float leaves (`to_world`, `fov`, `aperture_radius`,
+        `focus_distance`) are differentiable.
       film_positions: float (..., 2), (x, y) in [0, 1]^2 over the whole film
         (x to the right, y down). Differentiable.
+      aperture_samples: float (..., 2) uniform in [0, 1)^2, the point on a
+        thin lens (mapped to the disk as Mitsuba's concentric warp); None
+        takes the lens centre. Other cameras ignore it.
 
     Returns:
       (origins, directions), float32 (..., 3) each. Directions are unit
       camera-space directions mapped by `to_world` (unit for rigid
-      transforms). As in Mitsuba, origins start on the near plane:
-      camera position + directions * near_clip / d_z, where d_z is the
-      direction's camera-space z; the far plane is at t = (far_clip -
-      near_clip) / d_z from there.
+      transforms). As in Mitsuba, origins start on the near plane: (lens
+      point or camera position) + directions * near_clip / d_z, where d_z is
+      the direction's camera-space z; the far plane is at t = (far_clip -
+      near_clip) / d_z from there (d_z = 1 for the orthographic camera).
     """
     pos = jnp.asarray(film_positions, jnp.float32)
+    if isinstance(camera, OrthographicCamera):
+        # Film (0, 0) is camera (1, 1/aspect) (top left: +x is image left).
+        near = jnp.stack([
+            1.0 - 2.0 * pos[..., 0],
+            (1.0 - 2.0 * pos[..., 1]) / camera.aspect,
+            jnp.full(pos.shape[:-1], camera.near_clip, jnp.float32),
+        ], axis=-1)
+        forward = transform_vectors(camera.to_world, jnp.array([0.0, 0.0, 1.0], jnp.float32))
+        forward = forward / jnp.linalg.norm(forward)
+        return transform_points(camera.to_world, near), jnp.broadcast_to(forward, near.shape)
     tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
     tan_y = tan_x / camera.aspect
     # Film (0, 0) is the top-left corner, camera +x is image left, +y is up.
@@ -142,22 +214,34 @@ def sample_ray(camera: PerspectiveCamera, film_positions) -> tuple[jax.Array, ja
         jnp.ones(pos.shape[:-1], jnp.float32),
     ], axis=-1)
     local = local / jnp.linalg.norm(local, axis=-1, keepdims=True)
+    lens = jnp.zeros(3, jnp.float32)
+    if isinstance(camera, ThinLensCamera) and aperture_samples is not None:
+        from jaxrender.integrators.warp import square_to_uniform_disk_concentric
+
+        disk = camera.aperture_radius * square_to_uniform_disk_concentric(aperture_samples)
+        lens = jnp.concatenate([disk, jnp.zeros(disk.shape[:-1] + (1,), jnp.float32)], -1)
+        # Through the point of the focal plane the pinhole ray reaches.
+        focus = local * (camera.focus_distance / local[..., 2:3])
+        local = focus - lens
+        local = local / jnp.linalg.norm(local, axis=-1, keepdims=True)
     directions = transform_vectors(camera.to_world, local)
     near_t = camera.near_clip / local[..., 2:3]
-    origins = transform_points(camera.to_world, jnp.zeros(3, jnp.float32)) + directions * near_t
+    origins = transform_points(camera.to_world, lens) + directions * near_t
     return origins, directions
 
 
-def camera_rays(camera: PerspectiveCamera, pixel_samples) -> tuple[jax.Array, jax.Array]:
+def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[jax.Array, jax.Array]:
     """One primary ray per pixel, at a given offset inside each pixel.
 
     Args:
-      camera: a PerspectiveCamera.
+      camera: a PerspectiveCamera, ThinLensCamera or OrthographicCamera.
       pixel_samples: float (..., H, W, 2) in [0, 1), the (x, y) offset of
         each pixel's sample from its top-left corner, with H, W the film's
         height and width (0.5 for pixel centres). Mitsuba's integrators draw
         them uniformly whatever the reconstruction filter, which only weighs
         the samples afterwards. Differentiable.
+      aperture_samples: None or float (..., H, W, 2) uniform, each sample's
+        point on a thin lens (see `sample_ray`).
 
     Returns:
       (origins, directions), float32 (..., H, W, 3), as `sample_ray` at film
@@ -171,4 +255,4 @@ def camera_rays(camera: PerspectiveCamera, pixel_samples) -> tuple[jax.Array, ja
         )
     jj, ii = jnp.meshgrid(jnp.arange(w, dtype=jnp.float32), jnp.arange(h, dtype=jnp.float32))
     pos = jnp.stack([(jj + s[..., 0]) / w, (ii + s[..., 1]) / h], axis=-1)
-    return sample_ray(camera, pos)
+    return sample_ray(camera, pos, aperture_samples)

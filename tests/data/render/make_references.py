@@ -32,6 +32,8 @@ REFERENCES = {
     "materials_tent": (os.path.join(HERE, "materials_tent.xml"), {}, None, 8192),
     "materials_mitchell": (os.path.join(HERE, "materials_mitchell.xml"), {}, None, 8192),
     "materials_lanczos": (os.path.join(HERE, "materials_lanczos.xml"), {}, None, 8192),
+    "sensor_thinlens": (os.path.join(HERE, "sensor_thinlens.xml"), {}, None, 8192),
+    "sensor_orthographic": (os.path.join(HERE, "sensor_orthographic.xml"), {}, None, 8192),
 }
 
 
