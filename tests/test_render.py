@@ -43,6 +43,8 @@ CASES = {
     "materials_lanczos": (os.path.join(REFS, "materials_lanczos.xml"), {}, None),
     "sensor_thinlens": (os.path.join(REFS, "sensor_thinlens.xml"), {}, None),
     "sensor_orthographic": (os.path.join(REFS, "sensor_orthographic.xml"), {}, None),
+    # blendbsdf, mask (0/1 checkerboard opacity, a two-sided nested BSDF), null.
+    "bsdf_wrappers": (os.path.join(REFS, "bsdf_wrappers.xml"), {}, None),
 }
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxrender.integrators.bsdfs import texture_at
 from jaxrender.integrators.interaction import surface_interaction, trace
-from jaxrender.scene import Diffuse, Plastic, RoughPlastic
+from jaxrender.scene import BlendBSDF, Diffuse, Mask, Plastic, RoughPlastic, TwoSided
 from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
 from jaxrender.scene.scene import AOV_CHANNELS as _CHANNELS
 
@@ -50,15 +50,32 @@ def aov_channels(cfg) -> int:
     return nested + sum(_CHANNELS[k] for k in _types(cfg))
 
 
+def _diffuse_reflectance(b, uv):
+    """Mitsuba's `eval_diffuse_reflectance` (the albedo AOV) at uv (N, 2):
+    (N, 3), or None where the BSDF has no diffuse part."""
+    if isinstance(b, Diffuse):
+        return texture_at(b.reflectance, uv)
+    if isinstance(b, (Plastic, RoughPlastic)):
+        return texture_at(b.diffuse_reflectance, uv)
+    if isinstance(b, (TwoSided, Mask)):
+        return _diffuse_reflectance((b.brdf if isinstance(b, TwoSided) else b.bsdf)[0], uv)
+    if isinstance(b, BlendBSDF):
+        w = jnp.clip(texture_at(b.weight, uv)[..., :1], 0.0, 1.0)
+        parts = [_diffuse_reflectance(x, uv) for x in b.bsdf]
+        if parts[0] is None and parts[1] is None:
+            return None
+        a, c = (jnp.zeros(uv.shape[:-1] + (3,), jnp.float32) if x is None else x for x in parts)
+        return a * (1.0 - w) + c * w
+    return None
+
+
 def _albedo(scene, si):
     out = jnp.zeros(si.p.shape, jnp.float32)
     for i, b in enumerate(scene.bsdfs):
-        tex = b.reflectance if isinstance(b, Diffuse) else (
-            b.diffuse_reflectance if isinstance(b, (Plastic, RoughPlastic)) else None)
-        if tex is None:
+        value = _diffuse_reflectance(b, si.uv)
+        if value is None:
             continue
-        value = jnp.broadcast_to(texture_at(tex, si.uv), si.p.shape)
-        out = jnp.where((si.bsdf == i)[:, None], value, out)
+        out = jnp.where((si.bsdf == i)[:, None], jnp.broadcast_to(value, si.p.shape), out)
     return out
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators._math import jvp_nonzero
+from jaxrender.integrators._math import jvp_nonzero, safe_div
 from jaxrender.integrators.warp import make_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
@@ -30,6 +30,9 @@ from jaxrender.scene import (
     Scene,
     ThinDielectric,
     TwoSided,
+    BlendBSDF,
+    Mask,
+    Null,
 )
 from jaxrender.scene.textures import eval_texture, eval_texture_mean
 
@@ -128,11 +131,112 @@ def _triple(kind, args, kw) -> Triple:
                   lambda wi, u1, u2: sa(*args, wi, u1, u2, **kw))
 
 
+# BSDFs made of other BSDFs: evaluated one by one (not grouped by kind).
+WRAPPERS = (TwoSided, BlendBSDF, Mask, Null)
+
+
 def bsdf_triple(bsdf, uv) -> Triple:
     """(eval(wi, wo), pdf(wi, wo), sample(wi, u1, u2)) of one scene BSDF at uv."""
     if isinstance(bsdf, TwoSided):
         return _twosided(bsdf, uv)
+    if isinstance(bsdf, BlendBSDF):
+        return _blend(bsdf, uv)
+    if isinstance(bsdf, Mask):
+        return _mask(bsdf, uv)
+    if isinstance(bsdf, Null):
+        return _null(uv)
     return _triple(*bsdf_params(bsdf, uv))
+
+
+def _where(mask, a, b):
+    """Per point: a where mask (batch shape), else b, over BSDFSample trees."""
+    return jax.tree.map(lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, y), a, b)
+
+
+def _unit_weight(texture, uv):
+    """A blend weight or opacity texture at uv: its first channel in [0, 1]."""
+    return jnp.clip(_scalar(texture_at(texture, uv)), 0.0, 1.0)
+
+
+def _score(p):
+    """1 in value; derivative dp / p (p > 0): a discrete choice's
+    probability differentiated as a weight on what was chosen."""
+    held = jax.lax.stop_gradient(jnp.where(p > 0, p, 1.0))
+    return jnp.where(p > 0, p / held, 1.0)
+
+
+def _pass_through(wi, pdf):
+    """Mitsuba's null lobe: wo = -wi, weight 1, chosen with probability pdf."""
+    batch = wi.shape[:-1]
+    return bm.BSDFSample(wo=-wi, weight=jnp.where((pdf > 0)[..., None], jnp.ones(batch + (3,), jnp.float32), 0.0),
+                         pdf=pdf, eta=jnp.ones(batch, jnp.float32),
+                         flags=jnp.full(batch, bm.NULL, jnp.int32))
+
+
+def _blend(bsdf: BlendBSDF, uv) -> Triple:
+    """Mitsuba's blendbsdf: (1 - w) bsdf_0 + w bsdf_1. Sampling picks bsdf_1
+    with probability w (the sample reused, as Mitsuba does); a sample of a
+    non-delta lobe then gets the blend's pdf and eval / pdf at its direction,
+    so its pdf is the `pdf` next-event estimation's MIS weight uses (Mitsuba
+    reports the picked BSDF's own pdf there). Delta lobes keep their weight
+    (times pick / detach(pick), so that w's derivative reaches them); their
+    lobe probability is scaled by the pick's."""
+    a, b = bsdf_triple(bsdf.bsdf[0], uv), bsdf_triple(bsdf.bsdf[1], uv)
+    w = _unit_weight(bsdf.weight, uv)
+
+    def ev(wi, wo):
+        return a.eval(wi, wo) * (1.0 - w)[..., None] + b.eval(wi, wo) * w[..., None]
+
+    def pd(wi, wo):
+        return a.pdf(wi, wo) * (1.0 - w) + b.pdf(wi, wo) * w
+
+    def sa(wi, u1, u2):
+        # u1 < w (Mitsuba: <=), so a BSDF of weight 0 is never picked.
+        second = u1 < w
+        u_a = jnp.clip(safe_div(u1 - w, 1.0 - w), 0.0, 1.0 - 2**-24)
+        u_b = jnp.clip(safe_div(u1, w), 0.0, 1.0 - 2**-24)
+        s = _where(second, b.sample(wi, u_b, u2), a.sample(wi, u_a, u2))
+        delta = bm.is_delta(s.flags)
+        pdf = pd(wi, s.wo)
+        ok = (s.pdf > 0) & (pdf > 0)
+        weight = jnp.where(delta[..., None], s.weight, ev(wi, s.wo) * safe_div(1.0, pdf)[..., None])
+        pick = jnp.where(second, w, 1.0 - w)
+        weight = jnp.where(delta[..., None], weight * _score(pick)[..., None], weight)
+        return s._replace(weight=jnp.where(ok[..., None] | delta[..., None], weight, 0.0),
+                          pdf=jnp.where(delta, s.pdf * pick, jnp.where(ok, pdf, 0.0)))
+
+    return Triple(ev, pd, sa)
+
+
+def _mask(bsdf: Mask, uv) -> Triple:
+    """Mitsuba's mask: opacity o times the nested BSDF, and a null lobe
+    (straight through) of probability 1 - o. The nested BSDF is sampled
+    with probability o, so its samples keep their weight; their pdf is
+    scaled by o, as `pdf` is (Mitsuba reports the nested pdf unscaled).
+    Delta lobes (the null lobe, a nested mirror) carry p / detach(p) for
+    their pick probability p, so o's derivative reaches what passes through
+    as well as what the nested BSDF reflects."""
+    inner = bsdf_triple(bsdf.bsdf[0], uv)
+    o = _unit_weight(bsdf.opacity, uv)
+
+    def sa(wi, u1, u2):
+        nested = u1 < o
+        s = inner.sample(wi, jnp.clip(safe_div(u1, o), 0.0, 1.0 - 2**-24), u2)
+        delta = bm.is_delta(s.flags)
+        s = s._replace(pdf=s.pdf * o, weight=jnp.where(delta[..., None], s.weight * _score(o)[..., None], s.weight))
+        through = _pass_through(wi, 1.0 - o)
+        through = through._replace(weight=through.weight * _score(1.0 - o)[..., None])
+        return _where(nested, s, through)
+
+    return Triple(lambda wi, wo: inner.eval(wi, wo) * o[..., None], lambda wi, wo: inner.pdf(wi, wo) * o, sa)
+
+
+def _null(uv) -> Triple:
+    """Mitsuba's null BSDF: only the null lobe, always taken."""
+    batch = uv.shape[:-1]
+    return Triple(lambda wi, wo: jnp.zeros(batch + (3,), jnp.float32),
+                  lambda wi, wo: jnp.zeros(batch, jnp.float32),
+                  lambda wi, u1, u2: _pass_through(wi, jnp.ones(batch, jnp.float32)))
 
 
 def _flip_z(v, back):
@@ -169,7 +273,8 @@ class SceneBSDFs:
 
     BSDFs of the same kind (type and static options) are evaluated once, with
     each point's parameters gathered from its own BSDF, so the cost grows with
-    the number of kinds, not of BSDFs. Two-sided BSDFs are evaluated per BSDF.
+    the number of kinds, not of BSDFs. Two-sided, blend, mask and null BSDFs
+    are evaluated per BSDF.
     """
 
     def __init__(self, scene: Scene, uv, index):
@@ -177,7 +282,7 @@ class SceneBSDFs:
         groups: dict = {}
         self.triples = []  # (mask over points, Triple)
         for i, b in enumerate(scene.bsdfs):
-            if isinstance(b, TwoSided):
+            if isinstance(b, WRAPPERS):
                 self.triples.append(((index == i), bsdf_triple(b, uv)))
                 continue
             kind, args, kw = bsdf_params(b, uv)

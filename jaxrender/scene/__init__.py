@@ -9,9 +9,12 @@ Mitsuba 3's throughout.
 from jaxrender.scene._pytree import StaticArray
 from jaxrender.scene.bsdfs import (
     BSDF,
+    BlendBSDF,
     Conductor,
     Dielectric,
     Diffuse,
+    Mask,
+    Null,
     Plastic,
     RoughConductor,
     RoughDielectric,
@@ -60,7 +63,7 @@ __all__ = [
     "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Scene",
-    "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided",
+    "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "Null",
     "camera_rays", "load_dict", "look_at", "replace", "rotate", "sample_ray", "scale",
     "transform_normals", "transform_points", "transform_vectors", "translate", "traverse",
     "vertex_normals", "x_fov",

@@ -198,3 +198,48 @@ class TwoSided(BSDF):
 
     brdf: tuple[BSDF, ...]
     id: str | None = static(default=None)
+
+
+@pytree
+class BlendBSDF(BSDF):
+    """Mitsuba's `blendbsdf`: (1 - weight) bsdf_0 + weight bsdf_1.
+
+    Attributes:
+      weight: Texture, the blend weight in [0, 1] (its first channel; values
+        outside are clamped, as Mitsuba does).
+      bsdf: the two nested BSDFs (bsdf_0, bsdf_1), either may be any BSDF.
+      id: see `Diffuse.id`.
+    Sampling picks bsdf_1 with probability weight, and a sample of a
+    non-delta lobe is weighed with the blend's eval and pdf at its direction
+    (so the pdf it reports is `pdf`'s, which MIS needs).
+    """
+
+    weight: Texture
+    bsdf: tuple[BSDF, BSDF]
+    id: str | None = static(default=None)
+
+
+@pytree
+class Mask(BSDF):
+    """Mitsuba's `mask`: a nested BSDF with an opacity; the rest of the
+    light passes straight through (Mitsuba's null lobe).
+
+    Attributes:
+      opacity: Texture, in [0, 1] (its first channel, clamped; default 0.5).
+      bsdf: a tuple of the one nested BSDF (named `nested_bsdf` in
+        parameter names, as in Mitsuba).
+      id: see `Diffuse.id`.
+    """
+
+    opacity: Texture
+    bsdf: tuple[BSDF]
+    id: str | None = static(default=None)
+
+
+@pytree
+class Null(BSDF):
+    """Mitsuba's `null`: light passes through unchanged (an invisible
+    surface; it still blocks shadow rays and counts as a bounce, as in
+    Mitsuba's path tracer)."""
+
+    id: str | None = static(default=None)

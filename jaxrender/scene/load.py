@@ -55,6 +55,9 @@ from jaxrender.scene.bsdfs import (
     RoughPlastic,
     ThinDielectric,
     TwoSided,
+    BlendBSDF,
+    Mask,
+    Null,
 )
 from jaxrender.scene.emitters import (
     AreaLight,
@@ -114,7 +117,7 @@ def _warn(message: str) -> None:
 PLUGINS = {
     "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
-             "roughdielectric", "thindielectric", "twosided"),
+             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective", "thinlens", "orthographic"),
@@ -129,7 +132,7 @@ PLUGINS = {
 _UNSUPPORTED = {
     "shape": ("serialized", "cylinder", "shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
-    "bsdf": ("blendbsdf", "bumpmap", "normalmap", "mask", "null", "measured", "measured_polarized",
+    "bsdf": ("bumpmap", "normalmap", "measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
@@ -600,7 +603,7 @@ class _Loader:
             else:
                 self.prefix[id(d)] = d.get("id")
             category = self.category(d)
-            position = 0
+            position = nested_bsdfs = 0
             for k, v in d.items():
                 if k.startswith("__") or not isinstance(v, dict) or not isinstance(v.get("type"), str) \
                         or v["type"] in _VALUE_TYPES:
@@ -613,11 +616,16 @@ class _Loader:
                     child_role = child
                 elif d["type"] == "twosided" and child == "bsdf":
                     child_role = f"brdf_{position}"
+                elif d["type"] == "blendbsdf" and child == "bsdf":
+                    child_role = f"bsdf_{nested_bsdfs}"
+                elif d["type"] == "mask" and child == "bsdf":
+                    child_role = "nested_bsdf"
                 elif child == "texture":
                     child_role = k
                 else:
                     child_role = None
                 position += 1
+                nested_bsdfs += child == "bsdf"
                 enclosing.append(d)
                 try:
                     visit(v, None, self.prefix[id(d)], child_role)
@@ -1002,6 +1010,19 @@ class _Loader:
                     raise p.error("a twosided BSDF cannot contain another twosided BSDF")
                 inner.append(self.build_bsdf(nd))
             b = TwoSided(brdf=tuple(inner), id=bid)
+        elif t in ("blendbsdf", "mask"):
+            nested = p.nested("bsdf")
+            want = 2 if t == "blendbsdf" else 1
+            if len(nested) != want:
+                raise p.error(f"{t} takes {'two nested BSDFs' if want == 2 else 'one nested BSDF'}, "
+                              f"got {len(nested)}")
+            inner = tuple(self.build_bsdf(nd) for _, nd in nested)
+            if t == "blendbsdf":
+                b = BlendBSDF(weight=p.texture("weight"), bsdf=inner, id=bid)
+            else:
+                b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
+        elif t == "null":
+            b = Null(id=bid)
         else:  # pragma: no cover  (category() admits only the types above)
             raise p.error(f"unhandled BSDF type {t}")
         p.finish()

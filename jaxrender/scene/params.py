@@ -34,6 +34,8 @@ Every parameter listed is a float32 array leaf and differentiable:
 | Dielectric, ThinDielectric | int_ior, ext_ior, specular_reflectance.*, specular_transmittance.* |
 | RoughDielectric | as Dielectric, and alpha.* (or alpha_u.*, alpha_v.*) |
 | TwoSided | brdf_0.<...>, brdf_1.<...> |
+| BlendBSDF | weight.*, bsdf_0.<...>, bsdf_1.<...> |
+| Mask | opacity.*, nested_bsdf.<...> |
 | AreaLight | radiance.* |
 | PointLight | intensity.value, position (3,) |
 | SpotLight | intensity.value, cutoff_angle, beam_width, to_world |
@@ -59,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrender.scene.bsdfs import TwoSided
+from jaxrender.scene.bsdfs import BlendBSDF, Mask, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
 from jaxrender.scene.shapes import vertex_normals
@@ -98,9 +100,14 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
             for k, inner in enumerate(obj.brdf):
                 plugin(inner.id or f"{prefix}.brdf_{k}", inner, path + ("brdf", k))
             return
+        # Nested BSDFs, by Mitsuba's names: blendbsdf's bsdf_0 and bsdf_1,
+        # mask's nested_bsdf.
+        for k, inner in enumerate(getattr(obj, "bsdf", ()) if isinstance(obj, (BlendBSDF, Mask)) else ()):
+            role = "nested_bsdf" if isinstance(obj, Mask) else f"bsdf_{k}"
+            plugin(inner.id or f"{prefix}.{role}", inner, path + ("bsdf", k))
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if f.metadata.get("static") or value is None:
+            if f.metadata.get("static") or value is None or f.name == "bsdf" and isinstance(obj, (BlendBSDF, Mask)):
                 continue
             # An isotropic roughness is Mitsuba's "alpha".
             name = "alpha" if f.name == "alpha_u" and getattr(obj, "alpha_v", 0) is None else f.name

@@ -34,6 +34,7 @@ REFERENCES = {
     "materials_lanczos": (os.path.join(HERE, "materials_lanczos.xml"), {}, None, 8192),
     "sensor_thinlens": (os.path.join(HERE, "sensor_thinlens.xml"), {}, None, 8192),
     "sensor_orthographic": (os.path.join(HERE, "sensor_orthographic.xml"), {}, None, 8192),
+    "bsdf_wrappers": (os.path.join(HERE, "bsdf_wrappers.xml"), {}, None, 8192),
 }
 
 
