@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrender.integrators.bsdfs import texture_at
+from jaxrender.integrators.bsdfs import texture_at, unit_weight
 from jaxrender.integrators.interaction import surface_interaction, trace
 from jaxrender.scene import BlendBSDF, Diffuse, Mask, Plastic, RoughPlastic, TwoSided
 from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
@@ -60,7 +60,7 @@ def _diffuse_reflectance(b, uv):
     if isinstance(b, (TwoSided, Mask)):
         return _diffuse_reflectance((b.brdf if isinstance(b, TwoSided) else b.bsdf)[0], uv)
     if isinstance(b, BlendBSDF):
-        w = jnp.clip(texture_at(b.weight, uv)[..., :1], 0.0, 1.0)
+        w = unit_weight(b.weight, uv)[..., None]
         parts = [_diffuse_reflectance(x, uv) for x in b.bsdf]
         if parts[0] is None and parts[1] is None:
             return None

@@ -153,7 +153,7 @@ def _where(mask, a, b):
     return jax.tree.map(lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, y), a, b)
 
 
-def _unit_weight(texture, uv):
+def unit_weight(texture, uv):
     """A blend weight or opacity texture at uv: its first channel in [0, 1]."""
     return jnp.clip(_scalar(texture_at(texture, uv)), 0.0, 1.0)
 
@@ -182,7 +182,7 @@ def _blend(bsdf: BlendBSDF, uv) -> Triple:
     (times pick / detach(pick), so that w's derivative reaches them); their
     lobe probability is scaled by the pick's."""
     a, b = bsdf_triple(bsdf.bsdf[0], uv), bsdf_triple(bsdf.bsdf[1], uv)
-    w = _unit_weight(bsdf.weight, uv)
+    w = unit_weight(bsdf.weight, uv)
 
     def ev(wi, wo):
         return a.eval(wi, wo) * (1.0 - w)[..., None] + b.eval(wi, wo) * w[..., None]
@@ -199,9 +199,9 @@ def _blend(bsdf: BlendBSDF, uv) -> Triple:
         delta = bm.is_delta(s.flags)
         pdf = pd(wi, s.wo)
         ok = (s.pdf > 0) & (pdf > 0)
-        weight = jnp.where(delta[..., None], s.weight, ev(wi, s.wo) * safe_div(1.0, pdf)[..., None])
         pick = jnp.where(second, w, 1.0 - w)
-        weight = jnp.where(delta[..., None], weight * _score(pick)[..., None], weight)
+        weight = jnp.where(delta[..., None], s.weight * _score(pick)[..., None],
+                           ev(wi, s.wo) * safe_div(1.0, pdf)[..., None])
         return s._replace(weight=jnp.where(ok[..., None] | delta[..., None], weight, 0.0),
                           pdf=jnp.where(delta, s.pdf * pick, jnp.where(ok, pdf, 0.0)))
 
@@ -217,7 +217,7 @@ def _mask(bsdf: Mask, uv) -> Triple:
     their pick probability p, so o's derivative reaches what passes through
     as well as what the nested BSDF reflects."""
     inner = bsdf_triple(bsdf.bsdf[0], uv)
-    o = _unit_weight(bsdf.opacity, uv)
+    o = unit_weight(bsdf.opacity, uv)
 
     def sa(wi, u1, u2):
         nested = u1 < o
@@ -263,7 +263,7 @@ def _twosided(bsdf: TwoSided, uv) -> Triple:
         f = front.sample(wi, u1, u2)
         b = back.sample(_flip_z(wi, is_back), u1, u2)
         b = b._replace(wo=_flip_z(b.wo, is_back))
-        return jax.tree.map(lambda x, y: jnp.where(is_back.reshape(is_back.shape + (1,) * (x.ndim - is_back.ndim)), y, x), f, b)
+        return _where(is_back, b, f)
 
     return Triple(ev, pd, sa)
 

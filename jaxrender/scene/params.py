@@ -102,7 +102,7 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
             return
         # Nested BSDFs, by Mitsuba's names: blendbsdf's bsdf_0 and bsdf_1,
         # mask's nested_bsdf.
-        for k, inner in enumerate(getattr(obj, "bsdf", ()) if isinstance(obj, (BlendBSDF, Mask)) else ()):
+        for k, inner in enumerate(obj.bsdf if isinstance(obj, (BlendBSDF, Mask)) else ()):
             role = "nested_bsdf" if isinstance(obj, Mask) else f"bsdf_{k}"
             plugin(inner.id or f"{prefix}.{role}", inner, path + ("bsdf", k))
         for f in dataclasses.fields(obj):
