@@ -45,6 +45,8 @@ CASES = {
     "sensor_orthographic": (os.path.join(REFS, "sensor_orthographic.xml"), {}, None),
     # blendbsdf, mask (0/1 checkerboard opacity, a two-sided nested BSDF), null.
     "bsdf_wrappers": (os.path.join(REFS, "bsdf_wrappers.xml"), {}, None),
+    # The shading frame's tangent (dp_du): anisotropic roughness, normal maps.
+    "tangents": (os.path.join(REFS, "tangents.xml"), {}, None),
 }
 
 _render = jax.jit(lambda scene, key, integrator=None: jr.render(scene, integrator, key=key, spp=64),

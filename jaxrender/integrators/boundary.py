@@ -90,6 +90,7 @@ from jaxrender.integrators._math import (
 from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
 from jaxrender.integrators.interaction import (
+    frame_at,
     offset_origin,
     prepare_scene,
     surface_interaction,
@@ -101,7 +102,7 @@ from jaxrender.integrators.lights import (
     light_tables,
     next_event,
 )
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+from jaxrender.integrators.warp import power_heuristic, to_local
 from jaxrender.scene import (
     DirectionalLight,
     IntegratorConfig,
@@ -507,7 +508,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
     tables = light_tables(scene, arrays)
     side = (SHADOW_SIDE_OFFSET * r)[:, None] * plane_n
-    frame = make_frame(si.sh_n)
+    frame = frame_at(si)
     wi = to_local(frame, -d)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
     edge_shape = jnp.asarray(arrays.shape_of_face)[face1]
@@ -533,7 +534,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
             # BSDF-sampled bounce integrates it (one bounce of indirect light;
             # deeper bounces are left out). Emitter sampling alone (MIS
             # weight 1) estimates all of that direct light.
-            frame_s = make_frame(si_s.sh_n)
+            frame_s = frame_at(si_s)
             le = le + next_event(scene, arrays, si_s, frame_s, to_local(frame_s, -ws),
                                  SceneBSDFs(scene, si_s.uv, si_s.bsdf), u_nee, tables, si_s.valid & indirect,
                                  frac_em=1.0, frac_bsdf=0.0)
@@ -747,7 +748,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
                          jnp.where(ok, dist * (1.0 - 1e-3), 0.0))
 
     # The light's direct contribution at x as the integrators estimate it.
-    frame = make_frame(si.sh_n)
+    frame = frame_at(si)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
     wi_light, _, value = delta_light_incident(light, x)
     lit = bsdfs.eval(to_local(frame, -d_cam), to_local(frame, wi_light)) * value

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators._math import jvp_nonzero, safe_div
-from jaxrender.integrators.warp import make_frame, to_local, to_world
+from jaxrender.integrators._math import dot, jvp_nonzero, safe_div, safe_rsqrt, squared_norm, vec3
+from jaxrender.integrators.warp import make_frame, shading_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
     ConstantTexture,
@@ -32,6 +32,7 @@ from jaxrender.scene import (
     TwoSided,
     BlendBSDF,
     Mask,
+    NormalMap,
     Null,
 )
 from jaxrender.scene.textures import eval_texture, eval_texture_mean
@@ -131,8 +132,24 @@ def _triple(kind, args, kw) -> Triple:
                   lambda wi, u1, u2: sa(*args, wi, u1, u2, **kw))
 
 
+def _nested(bsdf):
+    return bsdf.brdf if isinstance(bsdf, TwoSided) else getattr(bsdf, "bsdf", ())
+
+
+def needs_tangents(scene) -> bool:
+    """Whether any BSDF of the scene depends on the orientation of the
+    shading frame's tangent (anisotropic roughness, normal maps), so that
+    surface interactions must carry dp_du. Isotropic BSDFs give the same
+    distribution in any tangent frame, and then `make_frame(n)` is used."""
+    def visit(b):
+        if isinstance(b, NormalMap) or getattr(b, "alpha_v", None) is not None:
+            return True
+        return any(visit(x) for x in _nested(b))
+    return any(visit(b) for b in scene.bsdfs)
+
+
 # BSDFs made of other BSDFs: evaluated one by one (not grouped by kind).
-WRAPPERS = (TwoSided, BlendBSDF, Mask, Null)
+WRAPPERS = (TwoSided, BlendBSDF, Mask, NormalMap, Null)
 
 
 def bsdf_triple(bsdf, uv) -> Triple:
@@ -145,6 +162,8 @@ def bsdf_triple(bsdf, uv) -> Triple:
         return _mask(bsdf, uv)
     if isinstance(bsdf, Null):
         return _null(uv)
+    if isinstance(bsdf, NormalMap):
+        return _normalmap(bsdf, uv)
     return _triple(*bsdf_params(bsdf, uv))
 
 
@@ -239,6 +258,79 @@ def _null(uv) -> Triple:
                   lambda wi, u1, u2: _pass_through(wi, jnp.ones(batch, jnp.float32)))
 
 
+def perturbed_frame(n, wi):
+    """The frame (s, t, n) that Mitsuba 3 (3.7.1 on) builds for `normalmap`
+    and `bumpmap` in the local shading frame, from the perturbed normal n
+    (..., 3), not necessarily of unit length: n is first mirrored about the
+    shading normal where the incident direction wi sees it from behind
+    (`flip_invalid_normals`, Schuessler et al. 2017), then normalized (+z
+    where it has no length); s is the local +x made orthogonal to n (+y
+    where that has no length), t = n x s."""
+    flip = wi[..., 2] * dot(wi, n) <= 0
+    n = jnp.where(flip[..., None], n * jnp.array([-1.0, -1.0, 1.0], jnp.float32), n)
+    n2 = squared_norm(n)
+    ok = n2 > 1e-30
+    n = jnp.where(ok[..., None], n * safe_rsqrt(n2)[..., None], jnp.array([0.0, 0.0, 1.0], jnp.float32))
+    s = vec3(1.0 - n[..., 0] * n[..., 0], -n[..., 0] * n[..., 1], -n[..., 0] * n[..., 2])
+    s2 = squared_norm(s)
+    s = jnp.where((s2 > 1e-30)[..., None], s * safe_rsqrt(s2)[..., None], jnp.array([0.0, 1.0, 0.0], jnp.float32))
+    return s, jnp.cross(n, s), n
+
+
+def _tan_theta_2(v):
+    z2 = v[..., 2] * v[..., 2]
+    return safe_div(jnp.maximum(1.0 - z2, 0.0), z2, fallback=jnp.inf)
+
+
+def shadow_terminator(n, wo):
+    """Mitsuba's `eval_shadow_terminator` (Conty Estevez et al., "A
+    Microfacet-Based Shadowing Function to Solve the Bump Terminator
+    Problem", 2019): the factor by which a perturbed frame's response is
+    attenuated towards wo (local, unperturbed frame); n the perturbed
+    normal, unit length. 1 for n = +z, 0 at the horizon."""
+    alpha2 = jnp.minimum(0.125 * _tan_theta_2(n), 1.0)
+    t2 = _tan_theta_2(wo)
+    return jnp.where(jnp.isfinite(t2), 2.0 / (1.0 + jnp.sqrt(1.0 + alpha2 * jnp.where(jnp.isfinite(t2), t2, 0.0))), 0.0)
+
+
+def _perturbed(inner: Triple, normal) -> Triple:
+    """Mitsuba's `normalmap`/`bumpmap` around the nested triple: the nested
+    BSDF evaluated in `perturbed_frame(normal, wi)`, its value (and sample
+    weight) times `shadow_terminator`. A direction counts only where it
+    lies on the same side of both frames' horizons, as in Mitsuba, so no
+    light leaks through the surface. `normal` is (..., 3) in the local
+    shading frame."""
+
+    def ev(wi, wo):
+        frame = perturbed_frame(normal, wi)
+        wo_p = to_local(frame, wo)
+        ok = wo[..., 2] * wo_p[..., 2] > 0
+        value = inner.eval(to_local(frame, wi), wo_p) * shadow_terminator(frame[2], wo)[..., None]
+        return jnp.where(ok[..., None], value, 0.0)
+
+    def pd(wi, wo):
+        frame = perturbed_frame(normal, wi)
+        wo_p = to_local(frame, wo)
+        ok = wo[..., 2] * wo_p[..., 2] > 0
+        return jnp.where(ok, inner.pdf(to_local(frame, wi), wo_p), 0.0)
+
+    def sa(wi, u1, u2):
+        frame = perturbed_frame(normal, wi)
+        bs = inner.sample(to_local(frame, wi), u1, u2)
+        wo = to_world(frame, bs.wo)
+        ok = (bs.wo[..., 2] * wo[..., 2] > 0) & jnp.any(bs.weight != 0, axis=-1)
+        weight = bs.weight * shadow_terminator(frame[2], wo)[..., None]
+        return bs._replace(wo=wo, weight=jnp.where(ok[..., None], weight, 0.0), pdf=jnp.where(ok, bs.pdf, 0.0))
+
+    return Triple(ev, pd, sa)
+
+
+def _normalmap(bsdf: NormalMap, uv) -> Triple:
+    """Mitsuba's normalmap: the perturbed normal is 2 rgb - 1 of the texture."""
+    rgb = texture_at(bsdf.normalmap, uv)
+    return _perturbed(bsdf_triple(bsdf.bsdf[0], uv), 2.0 * jnp.broadcast_to(rgb, rgb.shape[:-1] + (3,)) - 1.0)
+
+
 def _flip_z(v, back):
     return jnp.where(back[..., None], v * jnp.array([1.0, 1.0, -1.0], jnp.float32), v)
 
@@ -331,11 +423,13 @@ class SceneBSDFs:
         return jax.tree.map(lambda *xs: self._combine(list(xs)), *samples)
 
 
-def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample):
+def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample, dp_du=None):
     """World direction, weight and pdf of the BSDF sample `bs` drawn at
     shading points (uv, BSDF index, shading normal sh_n (N, 3)) seen from the
     world direction wi (N, 3) (towards the previous vertex), differentiated
     the way Mitsuba's `prb` does.
+
+    dp_du (N, 3), if given, orients the frame's tangent (`shading_frame`).
 
     Returns (d (N, 3), weight (N, 3), pdf (N,)) with the values of `bs`.
     Derivatives: a sample of a non-delta lobe is a *fixed* world direction
@@ -354,30 +448,34 @@ def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample):
     The re-evaluation happens in the derivative rule only, so a render that
     is not differentiated does not pay for it."""
     delta = bm.is_delta(bs.flags)
-    d = to_world(make_frame(sh_n), bs.wo)
+    d = to_world(_frame(sh_n, dp_du), bs.wo)
     d_fixed = jax.lax.stop_gradient(d)
     d = jnp.where(delta[..., None], d, d_fixed)
-    weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed)
+    weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed, dp_du)
     return d, weight, pdf
 
 
+def _frame(sh_n, dp_du):
+    return make_frame(sh_n) if dp_du is None else shading_frame(sh_n, dp_du)
+
+
 @jax.custom_jvp
-def _at_fixed_direction(weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d):
+def _at_fixed_direction(weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, dp_du):
     return weight, pdf
 
 
 def _at_fixed_direction_jvp(primals, tangents):
-    weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d = primals
+    weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, dp_du = primals
     t_weight, t_pdf = (jnp.zeros_like(x) if isinstance(t, SymbolicZero) else t
                        for x, t in zip((weight, pdf), tangents[:2]))
 
-    def at_d(bsdfs, uv, sh_n, wi):
-        frame = make_frame(sh_n)
+    def at_d(bsdfs, uv, sh_n, wi, dp_du):
+        frame = _frame(sh_n, dp_du)
         wi_local, wo_local = to_local(frame, wi), to_local(frame, d)
         points = SceneBSDFs(_Bsdfs(bsdfs), uv, index)
         return points.eval(wi_local, wo_local), points.pdf(wi_local, wo_local)
 
-    _, moved = jvp_nonzero(at_d, (bsdfs, uv, sh_n, wi), tuple(tangents[i] for i in (3, 4, 6, 7)))
+    _, moved = jvp_nonzero(at_d, (bsdfs, uv, sh_n, wi, dp_du), tuple(tangents[i] for i in (3, 4, 6, 7, 9)))
     if moved is not None:
         d_eval, d_pdf = moved
         inv_pdf = jnp.where(pdf > 0, 1.0 / jnp.where(pdf > 0, pdf, 1.0), 0.0)

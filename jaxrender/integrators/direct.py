@@ -12,10 +12,10 @@ import jax.numpy as jnp
 
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
-from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
+from jaxrender.integrators.interaction import frame_at, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import hash_uniform
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+from jaxrender.integrators.warp import power_heuristic, to_local
 
 
 def mis_shares(cfg) -> tuple[float, float]:
@@ -41,7 +41,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
         return L
     if not cfg.hide_emitters:
         L = L + emission_along(scene, arrays, si, directions, tables)[0]
-    frame = make_frame(si.sh_n)
+    frame = frame_at(si)
     wi = to_local(frame, -directions)
     bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
 
@@ -52,7 +52,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     for j in range(n_bsdf):
         uj = u[:, 3 * n_em + 3 * j:3 * n_em + 3 * j + 3]
         bs = bsdfs.sample(wi, uj[:, 0], uj[:, 1:3])
-        d2, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -directions, bs)
+        d2, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -directions, bs, si.dp_du)
         o2 = offset_origin(si.p, si.n, d2)
         ok = si.valid & (bs.pdf > 0)
         hit2 = trace(arrays, o2, d2)

@@ -18,7 +18,9 @@ import numpy as np
 from jaxrender.geometry import build_bvh, intersect
 from jaxrender.geometry.accel import Accel, Hit
 from jaxrender.geometry.world import flatten_scene
-from jaxrender.integrators._math import dot, safe_normalize
+from jaxrender.integrators._math import dot, safe_div, safe_normalize
+from jaxrender.integrators.bsdfs import needs_tangents
+from jaxrender.integrators.warp import make_frame, shading_frame
 from jaxrender.scene import Scene, transform_normals
 
 # Mitsuba's ray offsets (math::RayEpsilon = 2^-24 * 1500, ShadowEpsilon = 10x).
@@ -33,7 +35,9 @@ class SceneArrays(NamedTuple):
     (zeros for meshes without them); uvs: (V, 2) (zeros where absent).
     faces (F, 3), shape_of_face (F,) and the per-shape tables bsdf_of_shape,
     emitter_of_shape (-1: none), smooth_shape (shade with vertex normals),
-    flip_shape (flip_normals) are static numpy. accel is the BVH.
+    flip_shape (flip_normals), uv_shape (the mesh has texture coordinates)
+    and tangents (0-d: interactions carry dp_du, see `needs_tangents`) are
+    static numpy. accel is the BVH.
     """
 
     vertices: jax.Array
@@ -46,6 +50,8 @@ class SceneArrays(NamedTuple):
     smooth_shape: np.ndarray
     flip_shape: np.ndarray
     accel: Accel
+    uv_shape: np.ndarray | None = None
+    tangents: np.ndarray = np.array(False)
 
 
 def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
@@ -75,6 +81,8 @@ def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
         smooth_shape=np.array([m.vertex_normals is not None and not m.face_normals for m in shapes], bool),
         flip_shape=np.array([m.flip_normals for m in shapes], bool),
         accel=accel,
+        uv_shape=np.array([m.vertex_texcoords is not None for m in shapes], bool),
+        tangents=np.array(needs_tangents(scene)),
     )
 
 
@@ -85,6 +93,9 @@ class Interaction(NamedTuple):
     geometric normal (front side as the mesh's winding, flipped for
     flip_normals). sh_n: (N, 3) shading normal. uv: (N, 2). t: (N,) distance.
     shape, bsdf, emitter: (N,) int32 indices (-1 where invalid / none).
+    dp_du: (N, 3) position derivative along u (Mitsuba's `dp_du`), whose
+    part in the tangent plane orients the shading frame (`shading_frame`);
+    None where no BSDF of the scene depends on that orientation.
     """
 
     valid: jax.Array
@@ -96,6 +107,7 @@ class Interaction(NamedTuple):
     shape: jax.Array
     bsdf: jax.Array
     emitter: jax.Array
+    dp_du: jax.Array | None = None
 
 
 def trace(arrays: SceneArrays, origins, directions, t_max=None) -> Hit:
@@ -134,6 +146,25 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
     smooth = _nonempty(arrays.smooth_shape)[shape]
     sh_n = jnp.where(smooth[..., None], safe_normalize(interpolate(arrays.normals)) * sign, n)
     uv = interpolate(arrays.uvs)
+    has_uv = None
+    if arrays.uv_shape is not None and not arrays.uv_shape.all():
+        # Meshes without texture coordinates get Mitsuba's uv = (b1, b2).
+        has_uv = _nonempty(arrays.uv_shape)[shape]
+        uv = jnp.where(has_uv[..., None], uv, jnp.concatenate([b1, b2], -1))
+    dp_du = None
+    if bool(arrays.tangents):
+        # Mitsuba's mesh: dp/du of the triangle's uv parametrization; the
+        # edge v1 - v0 (uv = (b1, b2)) without texture coordinates, and
+        # coordinate_system(n) where the uvs are degenerate.
+        t0, t1, t2 = corners(arrays.uvs)
+        duv0, duv1 = t1 - t0, t2 - t0
+        dp0, dp1 = v1 - v0, v2 - v0
+        det = duv0[..., 0] * duv1[..., 1] - duv0[..., 1] * duv1[..., 0]
+        from_uv = safe_div(duv1[..., 1:2] * dp0 - duv0[..., 1:2] * dp1, det[..., None])
+        dp_du = jnp.where((det != 0)[..., None], from_uv, make_frame(n)[0])
+        if has_uv is not None:
+            dp_du = jnp.where(has_uv[..., None], dp_du, dp0)
+        dp_du = jnp.where(valid[..., None], dp_du, 0.0)
     bsdf = _nonempty(arrays.bsdf_of_shape)[shape]
     emitter = _nonempty(arrays.emitter_of_shape, fill=-1)[shape]
     v3 = valid[..., None]
@@ -147,7 +178,15 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
         shape=jnp.where(valid, shape, -1),
         bsdf=jnp.where(valid, bsdf, -1),
         emitter=jnp.where(valid, emitter, -1),
+        dp_du=dp_du,
     )
+
+
+def frame_at(si: Interaction):
+    """The shading frame (s, t, n) at surface interactions, as Mitsuba's
+    `sh_frame`: n the shading normal, s along dp_du where the interaction
+    carries it (`shading_frame`), else `make_frame(n)`."""
+    return make_frame(si.sh_n) if si.dp_du is None else shading_frame(si.sh_n, si.dp_du)
 
 
 def offset_origin(p, n, d):

@@ -16,13 +16,14 @@ from jaxrender.integrators._math import materialize
 from jaxrender.integrators.boundary import nee_edge_term, shadow_edges
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
 from jaxrender.integrators.interaction import (
+    frame_at,
     SceneArrays,
     offset_origin,
     surface_interaction,
     trace,
 )
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+from jaxrender.integrators.warp import power_heuristic, to_local
 from jaxrender.scene import IntegratorConfig, Scene
 
 # Bounce cap for max_depth = -1 ("unbounded", ended by Russian roulette).
@@ -108,7 +109,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
             L = L + jnp.where((active & visible)[:, None], beta * le * w[:, None], 0.0)
 
         active = active & si.valid & (depth + 1 < max_depth)
-        frame = make_frame(si.sh_n)
+        frame = frame_at(si)
         wi = to_local(frame, -d)
         bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
 
@@ -126,7 +127,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
-        d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs)
+        d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs, si.dp_du)
         d_next, bs_weight, bs_pdf = materialize(d_next), materialize(bs_weight), materialize(bs_pdf)  # as si
         beta = beta * bs_weight
         eta = eta * bs.eta

@@ -39,7 +39,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import NumpyLeaves
 from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
-from jaxrender.integrators.interaction import offset_origin, surface_interaction, trace
+from jaxrender.integrators.interaction import frame_at, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import (
     UNBOUNDED_DEPTH,
@@ -48,7 +48,7 @@ from jaxrender.integrators.path import (
     russian_roulette,
     trace_paths,
 )
-from jaxrender.integrators.warp import make_frame, power_heuristic, to_local
+from jaxrender.integrators.warp import power_heuristic, to_local
 
 # The name of the one residual of replay worth keeping across passes.
 RESIDUAL_NAME = "jaxrender_prb_radiance"
@@ -202,14 +202,14 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
         def vertex(diff_values):
             s = scene_of(diff_values)
             tables = light_tables(s, arrays)
-            frame = make_frame(si.sh_n)
+            frame = frame_at(si)
             wi = to_local(frame, -d)
             bsdfs = SceneBSDFs(s, si.uv, si.bsdf)
             nee = 0.0
             if has_emitters:
                 nee = next_event(s, arrays, si, frame, wi, bsdfs, u[:, 0:3], tables, active)
             bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
-            d_next, weight, pdf = sampled_direction(s, si.uv, si.bsdf, si.sh_n, -d, bs)
+            d_next, weight, pdf = sampled_direction(s, si.uv, si.bsdf, si.sh_n, -d, bs, si.dp_du)
             d_next = sg(d_next)
             beta_next, active_next = russian_roulette(
                 cfg, depth, beta * sg(weight), eta * bs.eta, u[:, 6], active & (bs.pdf > 0))

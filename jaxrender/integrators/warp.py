@@ -249,6 +249,21 @@ def make_frame(n):
     return s, t, n
 
 
+def shading_frame(n, dp_du):
+    """Mitsuba's shading frame (`initialize_sh_frame`): the unit normal n
+    (..., 3), s = the part of dp_du (..., 3) orthogonal to n, normalized,
+    t = n x s. Where dp_du has no such part, `make_frame(n)`. The
+    orientation of s matters to anisotropic BSDFs and normal maps only.
+    Differentiable in n and dp_du."""
+    n = as_float(n)
+    s = dp_du - n * dot(n, dp_du)[..., None]
+    s2 = jnp.sum(s * s, axis=-1)
+    ok = s2 > 1e-20 * jnp.maximum(jnp.sum(dp_du * dp_du, axis=-1), 1e-30)
+    fallback = make_frame(n)[0]
+    s = jnp.where(ok[..., None], s * jax.lax.rsqrt(jnp.where(ok, s2, 1.0))[..., None], fallback)
+    return s, jnp.cross(n, s), n
+
+
 def to_local(frame, v):
     """World-space vectors v (..., 3) in the frame (s, t, n) from `make_frame`."""
     s, t, n = frame

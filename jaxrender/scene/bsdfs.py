@@ -237,6 +237,26 @@ class Mask(BSDF):
 
 
 @pytree
+class NormalMap(BSDF):
+    """Mitsuba's `normalmap`: the nested BSDF evaluated in a shading frame
+    whose normal is read from a texture.
+
+    Attributes:
+      normalmap: Texture whose RGB value c gives the perturbed normal
+        normalize(2 c - 1) in the surface's local shading frame (+z the
+        shading normal, +x its tangent); use a bitmap with `raw=True`, as
+        Mitsuba's docs say. Differentiable (texels included).
+      bsdf: a tuple of the one nested BSDF (`nested_bsdf` in parameter
+        names, as in Mitsuba).
+      id: see `Diffuse.id`.
+    """
+
+    normalmap: Texture
+    bsdf: tuple[BSDF]
+    id: str | None = static(default=None)
+
+
+@pytree
 class Null(BSDF):
     """Mitsuba's `null`: light passes through unchanged (an invisible
     surface; it still blocks shadow rays and counts as a bounce, as in

@@ -57,6 +57,7 @@ from jaxrender.scene.bsdfs import (
     TwoSided,
     BlendBSDF,
     Mask,
+    NormalMap,
     Null,
 )
 from jaxrender.scene.emitters import (
@@ -117,7 +118,7 @@ def _warn(message: str) -> None:
 PLUGINS = {
     "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
-             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null"),
+             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective", "thinlens", "orthographic"),
@@ -132,7 +133,7 @@ PLUGINS = {
 _UNSUPPORTED = {
     "shape": ("serialized", "cylinder", "shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
-    "bsdf": ("bumpmap", "normalmap", "measured", "measured_polarized",
+    "bsdf": ("bumpmap", "measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
@@ -618,7 +619,7 @@ class _Loader:
                     child_role = f"brdf_{position}"
                 elif d["type"] == "blendbsdf" and child == "bsdf":
                     child_role = f"bsdf_{nested_bsdfs}"
-                elif d["type"] == "mask" and child == "bsdf":
+                elif d["type"] in ("mask", "normalmap") and child == "bsdf":
                     child_role = "nested_bsdf"
                 elif child == "texture":
                     child_role = k
@@ -1010,7 +1011,7 @@ class _Loader:
                     raise p.error("a twosided BSDF cannot contain another twosided BSDF")
                 inner.append(self.build_bsdf(nd))
             b = TwoSided(brdf=tuple(inner), id=bid)
-        elif t in ("blendbsdf", "mask"):
+        elif t in ("blendbsdf", "mask", "normalmap"):
             nested = p.nested("bsdf")
             want = 2 if t == "blendbsdf" else 1
             if len(nested) != want:
@@ -1019,6 +1020,8 @@ class _Loader:
             inner = tuple(self.build_bsdf(nd) for _, nd in nested)
             if t == "blendbsdf":
                 b = BlendBSDF(weight=p.texture("weight"), bsdf=inner, id=bid)
+            elif t == "normalmap":
+                b = NormalMap(normalmap=p.texture("normalmap"), bsdf=inner, id=bid)
             else:
                 b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
         elif t == "null":

@@ -36,6 +36,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | TwoSided | brdf_0.<...>, brdf_1.<...> |
 | BlendBSDF | weight.*, bsdf_0.<...>, bsdf_1.<...> |
 | Mask | opacity.*, nested_bsdf.<...> |
+| NormalMap | normalmap.*, nested_bsdf.<...> |
 | AreaLight | radiance.* |
 | PointLight | intensity.value, position (3,) |
 | SpotLight | intensity.value, cutoff_angle, beam_width, to_world |
@@ -61,12 +62,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrender.scene.bsdfs import BlendBSDF, Mask, TwoSided
+from jaxrender.scene.bsdfs import BlendBSDF, Mask, NormalMap, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
 from jaxrender.scene.shapes import vertex_normals
 from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
 
+# BSDFs whose `bsdf` field holds nested BSDFs (twosided's is `brdf`).
+_NESTING = (BlendBSDF, Mask, NormalMap)
 _COLLECTIONS = (("shapes", "Mesh"), ("bsdfs", "BSDF"), ("emitters", "Emitter"), ("sensors", "Sensor"))
 _MESH_PARAMS = ("vertex_positions", "vertex_normals", "vertex_texcoords", "to_world")
 
@@ -102,12 +105,12 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
             return
         # Nested BSDFs, by Mitsuba's names: blendbsdf's bsdf_0 and bsdf_1,
         # mask's nested_bsdf.
-        for k, inner in enumerate(obj.bsdf if isinstance(obj, (BlendBSDF, Mask)) else ()):
-            role = "nested_bsdf" if isinstance(obj, Mask) else f"bsdf_{k}"
+        for k, inner in enumerate(obj.bsdf if isinstance(obj, _NESTING) else ()):
+            role = f"bsdf_{k}" if isinstance(obj, BlendBSDF) else "nested_bsdf"
             plugin(inner.id or f"{prefix}.{role}", inner, path + ("bsdf", k))
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if f.metadata.get("static") or value is None or f.name == "bsdf" and isinstance(obj, (BlendBSDF, Mask)):
+            if f.metadata.get("static") or value is None or f.name == "bsdf" and isinstance(obj, _NESTING):
                 continue
             # An isotropic roughness is Mitsuba's "alpha".
             name = "alpha" if f.name == "alpha_u" and getattr(obj, "alpha_v", 0) is None else f.name

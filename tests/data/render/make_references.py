@@ -35,6 +35,7 @@ REFERENCES = {
     "sensor_thinlens": (os.path.join(HERE, "sensor_thinlens.xml"), {}, None, 8192),
     "sensor_orthographic": (os.path.join(HERE, "sensor_orthographic.xml"), {}, None, 8192),
     "bsdf_wrappers": (os.path.join(HERE, "bsdf_wrappers.xml"), {}, None, 8192),
+    "tangents": (os.path.join(HERE, "tangents.xml"), {}, None, 8192),
 }
 
 
