@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxrender.integrators.bsdfs import texture_at, unit_weight
 from jaxrender.integrators.interaction import surface_interaction, trace
-from jaxrender.scene import BlendBSDF, Diffuse, Mask, NormalMap, Plastic, RoughPlastic, TwoSided
+from jaxrender.scene import BlendBSDF, BumpMap, Diffuse, Mask, NormalMap, Plastic, RoughPlastic, TwoSided
 from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
 from jaxrender.scene.scene import AOV_CHANNELS as _CHANNELS
 
@@ -57,7 +57,7 @@ def _diffuse_reflectance(b, uv):
         return texture_at(b.reflectance, uv)
     if isinstance(b, (Plastic, RoughPlastic)):
         return texture_at(b.diffuse_reflectance, uv)
-    if isinstance(b, (TwoSided, Mask, NormalMap)):
+    if isinstance(b, (TwoSided, Mask, NormalMap, BumpMap)):
         return _diffuse_reflectance((b.brdf if isinstance(b, TwoSided) else b.bsdf)[0], uv)
     if isinstance(b, BlendBSDF):
         w = unit_weight(b.weight, uv)[..., None]

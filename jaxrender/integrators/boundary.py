@@ -87,9 +87,9 @@ from jaxrender.integrators._math import (
     safe_normalize,
     search_cdf,
 )
-from jaxrender.integrators.bsdfs import SceneBSDFs
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
 from jaxrender.integrators.interaction import (
+    bsdfs_at,
     frame_at,
     offset_origin,
     prepare_scene,
@@ -510,7 +510,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     side = (SHADOW_SIDE_OFFSET * r)[:, None] * plane_n
     frame = frame_at(si)
     wi = to_local(frame, -d)
-    bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+    bsdfs = bsdfs_at(scene, si, frame)
     edge_shape = jnp.asarray(arrays.shape_of_face)[face1]
     u_nee = None if indirect is None else jax.random.uniform(k_nee, (n, 3))
     radiance = []
@@ -536,7 +536,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
             # weight 1) estimates all of that direct light.
             frame_s = frame_at(si_s)
             le = le + next_event(scene, arrays, si_s, frame_s, to_local(frame_s, -ws),
-                                 SceneBSDFs(scene, si_s.uv, si_s.bsdf), u_nee, tables, si_s.valid & indirect,
+                                 bsdfs_at(scene, si_s, frame_s), u_nee, tables, si_s.valid & indirect,
                                  frac_em=1.0, frac_bsdf=0.0)
         radiance.append(le)
     f = bsdfs.eval(wi, to_local(frame, w))
@@ -749,7 +749,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
 
     # The light's direct contribution at x as the integrators estimate it.
     frame = frame_at(si)
-    bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+    bsdfs = bsdfs_at(scene, si, frame)
     wi_light, _, value = delta_light_incident(light, x)
     lit = bsdfs.eval(to_local(frame, -d_cam), to_local(frame, wi_light)) * value
 

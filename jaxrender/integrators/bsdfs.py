@@ -17,7 +17,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import dot, jvp_nonzero, safe_div, safe_rsqrt, squared_norm, vec3
-from jaxrender.integrators.warp import make_frame, shading_frame, to_local, to_world
+from jaxrender.integrators.warp import luminance, make_frame, shading_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
     ConstantTexture,
@@ -33,6 +33,7 @@ from jaxrender.scene import (
     BlendBSDF,
     Mask,
     NormalMap,
+    BumpMap,
     Null,
 )
 from jaxrender.scene.textures import eval_texture, eval_texture_mean
@@ -142,28 +143,46 @@ def needs_tangents(scene) -> bool:
     surface interactions must carry dp_du. Isotropic BSDFs give the same
     distribution in any tangent frame, and then `make_frame(n)` is used."""
     def visit(b):
-        if isinstance(b, NormalMap) or getattr(b, "alpha_v", None) is not None:
+        if isinstance(b, (NormalMap, BumpMap)) or getattr(b, "alpha_v", None) is not None:
             return True
         return any(visit(x) for x in _nested(b))
     return any(visit(b) for b in scene.bsdfs)
 
 
 # BSDFs made of other BSDFs: evaluated one by one (not grouped by kind).
-WRAPPERS = (TwoSided, BlendBSDF, Mask, NormalMap, Null)
+WRAPPERS = (TwoSided, BlendBSDF, Mask, NormalMap, BumpMap, Null)
 
 
-def bsdf_triple(bsdf, uv) -> Triple:
-    """(eval(wi, wo), pdf(wi, wo), sample(wi, u1, u2)) of one scene BSDF at uv."""
+class LocalGeometry(NamedTuple):
+    """The surface's differential geometry in the local shading frame, what
+    `bumpmap` tilts: dp_du, dp_dv (..., 3) and the geometric normal n."""
+
+    dp_du: jax.Array
+    dp_dv: jax.Array
+    n: jax.Array
+
+
+def local_geometry(frame, geometry):
+    """World (dp_du, dp_dv, n) (or None) in the local `frame`."""
+    return None if geometry is None else LocalGeometry(*(to_local(frame, v) for v in geometry))
+
+
+def bsdf_triple(bsdf, uv, local: LocalGeometry | None = None) -> Triple:
+    """(eval(wi, wo), pdf(wi, wo), sample(wi, u1, u2)) of one scene BSDF at uv.
+    `local`: the surface's geometry in the shading frame (for `bumpmap`;
+    None: a flat surface whose uv axes are the frame's s and t)."""
     if isinstance(bsdf, TwoSided):
-        return _twosided(bsdf, uv)
+        return _twosided(bsdf, uv, local)
     if isinstance(bsdf, BlendBSDF):
-        return _blend(bsdf, uv)
+        return _blend(bsdf, uv, local)
     if isinstance(bsdf, Mask):
-        return _mask(bsdf, uv)
+        return _mask(bsdf, uv, local)
     if isinstance(bsdf, Null):
         return _null(uv)
     if isinstance(bsdf, NormalMap):
-        return _normalmap(bsdf, uv)
+        return _normalmap(bsdf, uv, local)
+    if isinstance(bsdf, BumpMap):
+        return _bumpmap(bsdf, uv, local)
     return _triple(*bsdf_params(bsdf, uv))
 
 
@@ -192,7 +211,7 @@ def _pass_through(wi, pdf):
                          flags=jnp.full(batch, bm.NULL, jnp.int32))
 
 
-def _blend(bsdf: BlendBSDF, uv) -> Triple:
+def _blend(bsdf: BlendBSDF, uv, local=None) -> Triple:
     """Mitsuba's blendbsdf: (1 - w) bsdf_0 + w bsdf_1. Sampling picks bsdf_1
     with probability w (the sample reused, as Mitsuba does); a sample of a
     non-delta lobe then gets the blend's pdf and eval / pdf at its direction,
@@ -200,7 +219,7 @@ def _blend(bsdf: BlendBSDF, uv) -> Triple:
     reports the picked BSDF's own pdf there). Delta lobes keep their weight
     (times pick / detach(pick), so that w's derivative reaches them); their
     lobe probability is scaled by the pick's."""
-    a, b = bsdf_triple(bsdf.bsdf[0], uv), bsdf_triple(bsdf.bsdf[1], uv)
+    a, b = bsdf_triple(bsdf.bsdf[0], uv, local), bsdf_triple(bsdf.bsdf[1], uv, local)
     w = unit_weight(bsdf.weight, uv)
 
     def ev(wi, wo):
@@ -227,7 +246,7 @@ def _blend(bsdf: BlendBSDF, uv) -> Triple:
     return Triple(ev, pd, sa)
 
 
-def _mask(bsdf: Mask, uv) -> Triple:
+def _mask(bsdf: Mask, uv, local=None) -> Triple:
     """Mitsuba's mask: opacity o times the nested BSDF, and a null lobe
     (straight through) of probability 1 - o. The nested BSDF is sampled
     with probability o, so its samples keep their weight; their pdf is
@@ -235,7 +254,7 @@ def _mask(bsdf: Mask, uv) -> Triple:
     Delta lobes (the null lobe, a nested mirror) carry p / detach(p) for
     their pick probability p, so o's derivative reaches what passes through
     as well as what the nested BSDF reflects."""
-    inner = bsdf_triple(bsdf.bsdf[0], uv)
+    inner = bsdf_triple(bsdf.bsdf[0], uv, local)
     o = unit_weight(bsdf.opacity, uv)
 
     def sa(wi, u1, u2):
@@ -325,20 +344,53 @@ def _perturbed(inner: Triple, normal) -> Triple:
     return Triple(ev, pd, sa)
 
 
-def _normalmap(bsdf: NormalMap, uv) -> Triple:
+def _normalmap(bsdf: NormalMap, uv, local=None) -> Triple:
     """Mitsuba's normalmap: the perturbed normal is 2 rgb - 1 of the texture."""
     rgb = texture_at(bsdf.normalmap, uv)
-    return _perturbed(bsdf_triple(bsdf.bsdf[0], uv), 2.0 * jnp.broadcast_to(rgb, rgb.shape[:-1] + (3,)) - 1.0)
+    return _perturbed(bsdf_triple(bsdf.bsdf[0], uv, local), 2.0 * jnp.broadcast_to(rgb, rgb.shape[:-1] + (3,)) - 1.0)
+
+
+def height_gradient(texture, uv):
+    """(d/du, d/dv) (..., 2) of a height texture at uv: of its first channel,
+    or of the luminance of an RGB texture (Mitsuba's `eval_1_grad`). The
+    derivative of the lookup itself (bilinear: the interpolant's slope;
+    nearest and checkerboard: zero), differentiable in the texels."""
+    def height(uv):
+        v = texture_at(texture, uv)
+        return luminance(v) if v.shape[-1] == 3 else v[..., 0]
+
+    ones, zeros = jnp.ones(uv.shape[:-1], uv.dtype), jnp.zeros(uv.shape[:-1], uv.dtype)
+    _, du = jax.jvp(height, (uv,), (jnp.stack([ones, zeros], -1),))
+    _, dv = jax.jvp(height, (uv,), (jnp.stack([zeros, ones], -1),))
+    return jnp.stack([du, dv], -1)
+
+
+def _bumpmap(bsdf: BumpMap, uv, local=None) -> Triple:
+    """Mitsuba's bumpmap: dp/du and dp/dv lifted along the shading normal by
+    scale times the height's uv gradient; the perturbed normal is their
+    cross product, turned to the geometric normal's side."""
+    if local is None:
+        batch = uv.shape[:-1]
+        unit = lambda i: jnp.broadcast_to(jnp.eye(3, dtype=jnp.float32)[i], batch + (3,))  # noqa: E731
+        local = LocalGeometry(unit(0), unit(1), unit(2))
+    g = bsdf.scale * height_gradient(bsdf.texture, uv)
+    dp_du = vec3(local.dp_du[..., 0], local.dp_du[..., 1], g[..., 0])
+    dp_dv = vec3(local.dp_dv[..., 0], local.dp_dv[..., 1], g[..., 1])
+    n = jnp.cross(dp_du, dp_dv)
+    n = jnp.where((dot(local.n, n) < 0)[..., None], -n, n)
+    return _perturbed(bsdf_triple(bsdf.bsdf[0], uv, local), n)
 
 
 def _flip_z(v, back):
     return jnp.where(back[..., None], v * jnp.array([1.0, 1.0, -1.0], jnp.float32), v)
 
 
-def _twosided(bsdf: TwoSided, uv) -> Triple:
-    """Mitsuba's twosided: the back side sees the (second or only) BRDF mirrored."""
-    front = bsdf_triple(bsdf.brdf[0], uv)
-    back = bsdf_triple(bsdf.brdf[-1], uv)
+def _twosided(bsdf: TwoSided, uv, local=None) -> Triple:
+    """Mitsuba's twosided: the back side sees the (second or only) BRDF
+    mirrored (only the directions: a nested bump map sees the surface's
+    geometry unmirrored, as in Mitsuba)."""
+    front = bsdf_triple(bsdf.brdf[0], uv, local)
+    back = bsdf_triple(bsdf.brdf[-1], uv, local)
 
     def ev(wi, wo):
         is_back = wi[..., 2] < 0
@@ -369,13 +421,13 @@ class SceneBSDFs:
     are evaluated per BSDF.
     """
 
-    def __init__(self, scene: Scene, uv, index):
+    def __init__(self, scene: Scene, uv, index, local: LocalGeometry | None = None):
         self.index = index
         groups: dict = {}
         self.triples = []  # (mask over points, Triple)
         for i, b in enumerate(scene.bsdfs):
             if isinstance(b, WRAPPERS):
-                self.triples.append(((index == i), bsdf_triple(b, uv)))
+                self.triples.append(((index == i), bsdf_triple(b, uv, local)))
                 continue
             kind, args, kw = bsdf_params(b, uv)
             groups.setdefault(kind, []).append((i, args, kw))
@@ -423,13 +475,14 @@ class SceneBSDFs:
         return jax.tree.map(lambda *xs: self._combine(list(xs)), *samples)
 
 
-def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample, dp_du=None):
+def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample, geometry=None):
     """World direction, weight and pdf of the BSDF sample `bs` drawn at
     shading points (uv, BSDF index, shading normal sh_n (N, 3)) seen from the
     world direction wi (N, 3) (towards the previous vertex), differentiated
     the way Mitsuba's `prb` does.
 
-    dp_du (N, 3), if given, orients the frame's tangent (`shading_frame`).
+    geometry: (dp_du, dp_dv, n) (N, 3) each, or None (`geometry_of`):
+    dp_du orients the frame's tangent (`shading_frame`).
 
     Returns (d (N, 3), weight (N, 3), pdf (N,)) with the values of `bs`.
     Derivatives: a sample of a non-delta lobe is a *fixed* world direction
@@ -448,34 +501,34 @@ def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample, dp_d
     The re-evaluation happens in the derivative rule only, so a render that
     is not differentiated does not pay for it."""
     delta = bm.is_delta(bs.flags)
-    d = to_world(_frame(sh_n, dp_du), bs.wo)
+    d = to_world(_frame(sh_n, geometry), bs.wo)
     d_fixed = jax.lax.stop_gradient(d)
     d = jnp.where(delta[..., None], d, d_fixed)
-    weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed, dp_du)
+    weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed, geometry)
     return d, weight, pdf
 
 
-def _frame(sh_n, dp_du):
-    return make_frame(sh_n) if dp_du is None else shading_frame(sh_n, dp_du)
+def _frame(sh_n, geometry):
+    return make_frame(sh_n) if geometry is None else shading_frame(sh_n, geometry[0])
 
 
 @jax.custom_jvp
-def _at_fixed_direction(weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, dp_du):
+def _at_fixed_direction(weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, geometry):
     return weight, pdf
 
 
 def _at_fixed_direction_jvp(primals, tangents):
-    weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, dp_du = primals
+    weight, pdf, delta, bsdfs, uv, index, sh_n, wi, d, geometry = primals
     t_weight, t_pdf = (jnp.zeros_like(x) if isinstance(t, SymbolicZero) else t
                        for x, t in zip((weight, pdf), tangents[:2]))
 
-    def at_d(bsdfs, uv, sh_n, wi, dp_du):
-        frame = _frame(sh_n, dp_du)
+    def at_d(bsdfs, uv, sh_n, wi, geometry):
+        frame = _frame(sh_n, geometry)
         wi_local, wo_local = to_local(frame, wi), to_local(frame, d)
-        points = SceneBSDFs(_Bsdfs(bsdfs), uv, index)
+        points = SceneBSDFs(_Bsdfs(bsdfs), uv, index, local_geometry(frame, geometry))
         return points.eval(wi_local, wo_local), points.pdf(wi_local, wo_local)
 
-    _, moved = jvp_nonzero(at_d, (bsdfs, uv, sh_n, wi, dp_du), tuple(tangents[i] for i in (3, 4, 6, 7, 9)))
+    _, moved = jvp_nonzero(at_d, (bsdfs, uv, sh_n, wi, geometry), tuple(tangents[i] for i in (3, 4, 6, 7, 9)))
     if moved is not None:
         d_eval, d_pdf = moved
         inv_pdf = jnp.where(pdf > 0, 1.0 / jnp.where(pdf > 0, pdf, 1.0), 0.0)

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
-from jaxrender.integrators.interaction import frame_at, offset_origin, surface_interaction, trace
+from jaxrender.integrators.bsdfs import sampled_direction
+from jaxrender.integrators.interaction import bsdfs_at, frame_at, geometry_of, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import hash_uniform
 from jaxrender.integrators.warp import power_heuristic, to_local
@@ -43,7 +43,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
         L = L + emission_along(scene, arrays, si, directions, tables)[0]
     frame = frame_at(si)
     wi = to_local(frame, -directions)
-    bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+    bsdfs = bsdfs_at(scene, si, frame)
 
     for j in range(n_em):
         L = L + next_event(scene, arrays, si, frame, wi, bsdfs, u[:, 3 * j:3 * j + 3], tables,
@@ -52,7 +52,7 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
     for j in range(n_bsdf):
         uj = u[:, 3 * n_em + 3 * j:3 * n_em + 3 * j + 3]
         bs = bsdfs.sample(wi, uj[:, 0], uj[:, 1:3])
-        d2, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -directions, bs, si.dp_du)
+        d2, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -directions, bs, geometry_of(si))
         o2 = offset_origin(si.p, si.n, d2)
         ok = si.valid & (bs.pdf > 0)
         hit2 = trace(arrays, o2, d2)

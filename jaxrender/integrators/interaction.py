@@ -19,7 +19,7 @@ from jaxrender.geometry import build_bvh, intersect
 from jaxrender.geometry.accel import Accel, Hit
 from jaxrender.geometry.world import flatten_scene
 from jaxrender.integrators._math import dot, safe_div, safe_normalize
-from jaxrender.integrators.bsdfs import needs_tangents
+from jaxrender.integrators.bsdfs import SceneBSDFs, local_geometry, needs_tangents
 from jaxrender.integrators.warp import make_frame, shading_frame
 from jaxrender.scene import Scene, transform_normals
 
@@ -96,6 +96,7 @@ class Interaction(NamedTuple):
     dp_du: (N, 3) position derivative along u (Mitsuba's `dp_du`), whose
     part in the tangent plane orients the shading frame (`shading_frame`);
     None where no BSDF of the scene depends on that orientation.
+    dp_dv: (N, 3) the derivative along v (for `bumpmap`), None likewise.
     """
 
     valid: jax.Array
@@ -108,6 +109,7 @@ class Interaction(NamedTuple):
     bsdf: jax.Array
     emitter: jax.Array
     dp_du: jax.Array | None = None
+    dp_dv: jax.Array | None = None
 
 
 def trace(arrays: SceneArrays, origins, directions, t_max=None) -> Hit:
@@ -151,7 +153,7 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
         # Meshes without texture coordinates get Mitsuba's uv = (b1, b2).
         has_uv = _nonempty(arrays.uv_shape)[shape]
         uv = jnp.where(has_uv[..., None], uv, jnp.concatenate([b1, b2], -1))
-    dp_du = None
+    dp_du = dp_dv = None
     if bool(arrays.tangents):
         # Mitsuba's mesh: dp/du of the triangle's uv parametrization; the
         # edge v1 - v0 (uv = (b1, b2)) without texture coordinates, and
@@ -160,11 +162,15 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
         duv0, duv1 = t1 - t0, t2 - t0
         dp0, dp1 = v1 - v0, v2 - v0
         det = duv0[..., 0] * duv1[..., 1] - duv0[..., 1] * duv1[..., 0]
-        from_uv = safe_div(duv1[..., 1:2] * dp0 - duv0[..., 1:2] * dp1, det[..., None])
-        dp_du = jnp.where((det != 0)[..., None], from_uv, make_frame(n)[0])
+        inv = safe_div(1.0, det)[..., None]
+        fallback = make_frame(n)
+        dp_du = jnp.where((det != 0)[..., None], (duv1[..., 1:2] * dp0 - duv0[..., 1:2] * dp1) * inv, fallback[0])
+        dp_dv = jnp.where((det != 0)[..., None], (duv0[..., 0:1] * dp1 - duv1[..., 0:1] * dp0) * inv, fallback[1])
         if has_uv is not None:
             dp_du = jnp.where(has_uv[..., None], dp_du, dp0)
+            dp_dv = jnp.where(has_uv[..., None], dp_dv, dp1)
         dp_du = jnp.where(valid[..., None], dp_du, 0.0)
+        dp_dv = jnp.where(valid[..., None], dp_dv, 0.0)
     bsdf = _nonempty(arrays.bsdf_of_shape)[shape]
     emitter = _nonempty(arrays.emitter_of_shape, fill=-1)[shape]
     v3 = valid[..., None]
@@ -179,6 +185,7 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
         bsdf=jnp.where(valid, bsdf, -1),
         emitter=jnp.where(valid, emitter, -1),
         dp_du=dp_du,
+        dp_dv=dp_dv,
     )
 
 
@@ -187,6 +194,17 @@ def frame_at(si: Interaction):
     `sh_frame`: n the shading normal, s along dp_du where the interaction
     carries it (`shading_frame`), else `make_frame(n)`."""
     return make_frame(si.sh_n) if si.dp_du is None else shading_frame(si.sh_n, si.dp_du)
+
+
+def geometry_of(si: Interaction):
+    """(dp_du, dp_dv, n) of the interactions, or None where they carry no
+    tangents: what `sampled_direction` and `bsdfs_at` take."""
+    return None if si.dp_du is None else (si.dp_du, si.dp_dv, si.n)
+
+
+def bsdfs_at(scene: Scene, si: Interaction, frame) -> SceneBSDFs:
+    """The scene's BSDFs at the interactions, in their shading `frame`."""
+    return SceneBSDFs(scene, si.uv, si.bsdf, local_geometry(frame, geometry_of(si)))
 
 
 def offset_origin(p, n, d):

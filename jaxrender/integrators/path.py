@@ -14,9 +14,11 @@ import jax.numpy as jnp
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import materialize
 from jaxrender.integrators.boundary import nee_edge_term, shadow_edges
-from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
+from jaxrender.integrators.bsdfs import sampled_direction
 from jaxrender.integrators.interaction import (
+    bsdfs_at,
     frame_at,
+    geometry_of,
     SceneArrays,
     offset_origin,
     surface_interaction,
@@ -111,7 +113,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
         active = active & si.valid & (depth + 1 < max_depth)
         frame = frame_at(si)
         wi = to_local(frame, -d)
-        bsdfs = SceneBSDFs(scene, si.uv, si.bsdf)
+        bsdfs = bsdfs_at(scene, si, frame)
 
         # Next-event estimation.
         if has_emitters:
@@ -127,7 +129,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
 
         # BSDF sampling for the next bounce.
         bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
-        d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs, si.dp_du)
+        d_next, bs_weight, bs_pdf = sampled_direction(scene, si.uv, si.bsdf, si.sh_n, -d, bs, geometry_of(si))
         d_next, bs_weight, bs_pdf = materialize(d_next), materialize(bs_weight), materialize(bs_pdf)  # as si
         beta = beta * bs_weight
         eta = eta * bs.eta

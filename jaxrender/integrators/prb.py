@@ -38,8 +38,8 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import NumpyLeaves
-from jaxrender.integrators.bsdfs import SceneBSDFs, sampled_direction
-from jaxrender.integrators.interaction import frame_at, offset_origin, surface_interaction, trace
+from jaxrender.integrators.bsdfs import sampled_direction
+from jaxrender.integrators.interaction import bsdfs_at, frame_at, geometry_of, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import (
     UNBOUNDED_DEPTH,
@@ -204,12 +204,12 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
             tables = light_tables(s, arrays)
             frame = frame_at(si)
             wi = to_local(frame, -d)
-            bsdfs = SceneBSDFs(s, si.uv, si.bsdf)
+            bsdfs = bsdfs_at(s, si, frame)
             nee = 0.0
             if has_emitters:
                 nee = next_event(s, arrays, si, frame, wi, bsdfs, u[:, 0:3], tables, active)
             bs = bsdfs.sample(wi, u[:, 3], u[:, 4:6])
-            d_next, weight, pdf = sampled_direction(s, si.uv, si.bsdf, si.sh_n, -d, bs, si.dp_du)
+            d_next, weight, pdf = sampled_direction(s, si.uv, si.bsdf, si.sh_n, -d, bs, geometry_of(si))
             d_next = sg(d_next)
             beta_next, active_next = russian_roulette(
                 cfg, depth, beta * sg(weight), eta * bs.eta, u[:, 6], active & (bs.pdf > 0))

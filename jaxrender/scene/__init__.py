@@ -10,6 +10,7 @@ from jaxrender.scene._pytree import StaticArray
 from jaxrender.scene.bsdfs import (
     BSDF,
     BlendBSDF,
+    BumpMap,
     Conductor,
     Dielectric,
     Diffuse,
@@ -64,7 +65,7 @@ __all__ = [
     "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Scene",
-    "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "Null",
+    "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "camera_rays", "load_dict", "look_at", "replace", "rotate", "sample_ray", "scale",
     "transform_normals", "transform_points", "transform_vectors", "translate", "traverse",
     "vertex_normals", "x_fov",

@@ -257,6 +257,29 @@ class NormalMap(BSDF):
 
 
 @pytree
+class BumpMap(BSDF):
+    """Mitsuba's `bumpmap`: the nested BSDF evaluated in a shading frame
+    tilted by the uv gradient of a height texture.
+
+    Attributes:
+      texture: Texture, the height field (its first channel; the luminance
+        of an RGB bitmap, as Mitsuba's `eval_1`); its uv gradient is that of
+        the bilinear lookup (zero for nearest filtering, as in Mitsuba).
+        Differentiable (texels included). `nested_texture` in parameter
+        names, as in Mitsuba.
+      scale: float, multiplies the gradient (static; Mitsuba marks it
+        non-differentiable too).
+      bsdf: a tuple of the one nested BSDF (`nested_bsdf`).
+      id: see `Diffuse.id`.
+    """
+
+    texture: Texture
+    bsdf: tuple[BSDF]
+    scale: float = static(default=1.0)
+    id: str | None = static(default=None)
+
+
+@pytree
 class Null(BSDF):
     """Mitsuba's `null`: light passes through unchanged (an invisible
     surface; it still blocks shadow rays and counts as a bounce, as in

@@ -58,6 +58,7 @@ from jaxrender.scene.bsdfs import (
     BlendBSDF,
     Mask,
     NormalMap,
+    BumpMap,
     Null,
 )
 from jaxrender.scene.emitters import (
@@ -118,7 +119,7 @@ def _warn(message: str) -> None:
 PLUGINS = {
     "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
-             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap"),
+             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective", "thinlens", "orthographic"),
@@ -133,7 +134,7 @@ PLUGINS = {
 _UNSUPPORTED = {
     "shape": ("serialized", "cylinder", "shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
-    "bsdf": ("bumpmap", "measured", "measured_polarized",
+    "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
@@ -619,8 +620,10 @@ class _Loader:
                     child_role = f"brdf_{position}"
                 elif d["type"] == "blendbsdf" and child == "bsdf":
                     child_role = f"bsdf_{nested_bsdfs}"
-                elif d["type"] in ("mask", "normalmap") and child == "bsdf":
+                elif d["type"] in ("mask", "normalmap", "bumpmap") and child == "bsdf":
                     child_role = "nested_bsdf"
+                elif d["type"] == "bumpmap" and child == "texture":
+                    child_role = "nested_texture"
                 elif child == "texture":
                     child_role = k
                 else:
@@ -1024,6 +1027,17 @@ class _Loader:
                 b = NormalMap(normalmap=p.texture("normalmap"), bsdf=inner, id=bid)
             else:
                 b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
+        elif t == "bumpmap":
+            nested = p.nested("bsdf")
+            if len(nested) != 1:
+                raise p.error(f"bumpmap takes one nested BSDF, got {len(nested)}")
+            textures = p.nested("texture")
+            if len(textures) != 1:
+                raise p.error(f"bumpmap takes one nested texture (the height field), got {len(textures)}")
+            key = textures[0][0]
+            height = p.texture(key)
+            b = BumpMap(texture=height, bsdf=(self.build_bsdf(nested[0][1]),),
+                        scale=float(p.float("scale", 1.0)), id=bid)
         elif t == "null":
             b = Null(id=bid)
         else:  # pragma: no cover  (category() admits only the types above)

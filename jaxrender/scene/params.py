@@ -37,6 +37,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | BlendBSDF | weight.*, bsdf_0.<...>, bsdf_1.<...> |
 | Mask | opacity.*, nested_bsdf.<...> |
 | NormalMap | normalmap.*, nested_bsdf.<...> |
+| BumpMap | nested_texture.*, nested_bsdf.<...> |
 | AreaLight | radiance.* |
 | PointLight | intensity.value, position (3,) |
 | SpotLight | intensity.value, cutoff_angle, beam_width, to_world |
@@ -62,14 +63,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrender.scene.bsdfs import BlendBSDF, Mask, NormalMap, TwoSided
+from jaxrender.scene.bsdfs import BlendBSDF, BumpMap, Mask, NormalMap, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
 from jaxrender.scene.shapes import vertex_normals
 from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
 
 # BSDFs whose `bsdf` field holds nested BSDFs (twosided's is `brdf`).
-_NESTING = (BlendBSDF, Mask, NormalMap)
+_NESTING = (BlendBSDF, Mask, NormalMap, BumpMap)
 _COLLECTIONS = (("shapes", "Mesh"), ("bsdfs", "BSDF"), ("emitters", "Emitter"), ("sensors", "Sensor"))
 _MESH_PARAMS = ("vertex_positions", "vertex_normals", "vertex_texcoords", "to_world")
 
@@ -114,6 +115,7 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                 continue
             # An isotropic roughness is Mitsuba's "alpha".
             name = "alpha" if f.name == "alpha_u" and getattr(obj, "alpha_v", 0) is None else f.name
+            name = "nested_texture" if isinstance(obj, BumpMap) and f.name == "texture" else name
             if isinstance(value, Texture):
                 texture(f"{prefix}.{name}", value, path + (f.name,))
             else:
