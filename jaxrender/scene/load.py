@@ -84,6 +84,7 @@ from jaxrender.scene.shapes import (
     disk_mesh,
     rectangle_mesh,
     sphere_mesh,
+    cylinder_mesh,
     vertex_normals,
 )
 from jaxrender.scene._pytree import StaticArray
@@ -117,7 +118,7 @@ def _warn(message: str) -> None:
 
 
 PLUGINS = {
-    "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere"),
+    "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere", "cylinder"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
@@ -132,7 +133,7 @@ PLUGINS = {
 
 # Mitsuba 3 plugins that jaxrender does not implement (named as such in errors).
 _UNSUPPORTED = {
-    "shape": ("serialized", "cylinder", "shapegroup", "instance", "bsplinecurve", "linearcurve",
+    "shape": ("serialized", "shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
     "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
@@ -815,11 +816,26 @@ class _Loader:
         else:
             positions, normals, texcoords, faces = {
                 "rectangle": rectangle_mesh, "cube": cube_mesh, "disk": disk_mesh, "sphere": sphere_mesh,
+                "cylinder": cylinder_mesh,
             }[t]()
             if t == "sphere":
                 center = p.vector3("center", (0.0, 0.0, 0.0))
                 radius = p.float("radius", 1.0, minimum=0.0, exclusive=True)
                 to_world = to_world @ _translate_np(center) @ np.diag([radius, radius, radius, 1.0])
+            if t == "cylinder":
+                # Mitsuba: translate(p0) * to_frame(coordinate_system(axis)) * scale(r, r, length).
+                p0 = np.asarray(p.vector3("p0", (0.0, 0.0, 0.0)), np.float64)
+                p1 = np.asarray(p.vector3("p1", (0.0, 0.0, 1.0)), np.float64)
+                radius = p.float("radius", 1.0, minimum=0.0, exclusive=True)
+                axis = p1 - p0
+                length = float(np.linalg.norm(axis))
+                if not length > 0:
+                    raise p.error('cylinder: "p0" and "p1" must differ')
+                unit_axis = axis / length
+                frame = np.eye(4)
+                frame[:3, 0], frame[:3, 1] = _coordinate_system(unit_axis)
+                frame[:3, 2] = unit_axis
+                to_world = to_world @ _translate_np(p0) @ frame @ np.diag([radius, radius, length, 1.0])
         bsdfs = p.nested("bsdf")
         emitters = p.nested("emitter")
         p.finish()

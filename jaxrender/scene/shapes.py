@@ -29,6 +29,7 @@ from jaxrender.scene._pytree import StaticArray, pytree, static
 SPHERE_RINGS = 64  # steps in theta, pole to pole
 SPHERE_SEGMENTS = 128  # steps in phi, around +z
 DISK_SEGMENTS = 256
+CYLINDER_SEGMENTS = 128  # steps in phi, around +z
 
 
 @pytree
@@ -188,6 +189,22 @@ def disk_mesh(segments: int = DISK_SEGMENTS):
     j = np.arange(segments)
     f = np.stack([segments + 1 + j, j, j + 1], -1).astype(np.int32)
     return p, n, uv, f
+
+
+def cylinder_mesh(segments: int = CYLINDER_SEGMENTS):
+    """Mitsuba's cylinder in its local frame: the open tube of radius 1 around
+    +z from z = 0 to 1 (no caps), normals outwards, uv = (phi / 2 pi, z)."""
+    phi = np.arange(segments + 1) * (2 * np.pi / segments)  # seam duplicated
+    ring = np.stack([np.cos(phi), np.sin(phi)], -1)
+    p = np.concatenate([np.concatenate([ring, np.full((segments + 1, 1), z)], -1) for z in (0.0, 1.0)])
+    n = np.concatenate([ring, np.zeros((segments + 1, 1))], -1)
+    n = np.concatenate([n, n])
+    uv = np.concatenate([np.stack([phi / (2 * np.pi), np.full_like(phi, z)], -1) for z in (0.0, 1.0)])
+    j = np.arange(segments)
+    top = j + segments + 1
+    # Counter-clockwise seen from outside: (v0, v1, v2) with (v1 - v0) x (v2 - v0) outwards.
+    f = np.concatenate([np.stack([j, j + 1, top + 1], -1), np.stack([j, top + 1, top], -1)])
+    return p.astype(np.float32), n.astype(np.float32), uv.astype(np.float32), f.astype(np.int32)
 
 
 def sphere_mesh(rings: int = SPHERE_RINGS, segments: int = SPHERE_SEGMENTS):
