@@ -434,6 +434,9 @@ def test_cylinder_hits_match_mitsuba(mi):
         assert min(du, 1 - du) < 2e-3 and abs(float(si.uv[k, 1]) - np.array(ref.uv)[1]) < 2e-3
         np.testing.assert_allclose(si.sh_n[k], np.array(ref.sh_frame.n), atol=5e-3)
     assert 50 < hits < 200
+    for bad, match in (({"p1": [0.2, 0.1, 0]}, "p0.*p1.*differ"), ({"radius": 0.0}, "radius")):
+        with pytest.raises(jr.SceneError, match=match):
+            js.load_dict({"type": "scene", "c": dict(d["c"], **bad)})
 
 
 def test_vertex_normals_function_is_angle_weighted_and_differentiable():
