@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrender.integrators.bsdfs import texture_at, unit_weight
+from jaxrender.integrators.bsdfs import nested_bsdfs, texture_at, unit_weight
 from jaxrender.integrators.interaction import surface_interaction, trace
 from jaxrender.scene import BlendBSDF, BumpMap, Diffuse, Mask, NormalMap, Plastic, RoughPlastic, TwoSided
 from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
@@ -58,7 +58,7 @@ def _diffuse_reflectance(b, uv):
     if isinstance(b, (Plastic, RoughPlastic)):
         return texture_at(b.diffuse_reflectance, uv)
     if isinstance(b, (TwoSided, Mask, NormalMap, BumpMap)):
-        return _diffuse_reflectance((b.brdf if isinstance(b, TwoSided) else b.bsdf)[0], uv)
+        return _diffuse_reflectance(nested_bsdfs(b)[0], uv)
     if isinstance(b, BlendBSDF):
         w = unit_weight(b.weight, uv)[..., None]
         parts = [_diffuse_reflectance(x, uv) for x in b.bsdf]

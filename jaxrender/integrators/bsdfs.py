@@ -17,7 +17,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators._math import dot, jvp_nonzero, safe_div, safe_rsqrt, squared_norm, vec3
-from jaxrender.integrators.warp import luminance, make_frame, shading_frame, to_local, to_world
+from jaxrender.integrators.warp import luminance, shading_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
     ConstantTexture,
@@ -133,7 +133,8 @@ def _triple(kind, args, kw) -> Triple:
                   lambda wi, u1, u2: sa(*args, wi, u1, u2, **kw))
 
 
-def _nested(bsdf):
+def nested_bsdfs(bsdf) -> tuple:
+    """The BSDFs a BSDF wraps (twosided's `brdf`, the others' `bsdf`), or ()."""
     return bsdf.brdf if isinstance(bsdf, TwoSided) else getattr(bsdf, "bsdf", ())
 
 
@@ -145,7 +146,7 @@ def needs_tangents(scene) -> bool:
     def visit(b):
         if isinstance(b, (NormalMap, BumpMap)) or getattr(b, "alpha_v", None) is not None:
             return True
-        return any(visit(x) for x in _nested(b))
+        return any(visit(x) for x in nested_bsdfs(b))
     return any(visit(b) for b in scene.bsdfs)
 
 
@@ -320,18 +321,20 @@ def _perturbed(inner: Triple, normal) -> Triple:
     light leaks through the surface. `normal` is (..., 3) in the local
     shading frame."""
 
-    def ev(wi, wo):
+    def perturb(wi, wo):
+        # (frame, wi and wo in it, whether wo is on the same side of both horizons)
         frame = perturbed_frame(normal, wi)
         wo_p = to_local(frame, wo)
-        ok = wo[..., 2] * wo_p[..., 2] > 0
-        value = inner.eval(to_local(frame, wi), wo_p) * shadow_terminator(frame[2], wo)[..., None]
+        return frame, to_local(frame, wi), wo_p, wo[..., 2] * wo_p[..., 2] > 0
+
+    def ev(wi, wo):
+        frame, wi_p, wo_p, ok = perturb(wi, wo)
+        value = inner.eval(wi_p, wo_p) * shadow_terminator(frame[2], wo)[..., None]
         return jnp.where(ok[..., None], value, 0.0)
 
     def pd(wi, wo):
-        frame = perturbed_frame(normal, wi)
-        wo_p = to_local(frame, wo)
-        ok = wo[..., 2] * wo_p[..., 2] > 0
-        return jnp.where(ok, inner.pdf(to_local(frame, wi), wo_p), 0.0)
+        _, wi_p, wo_p, ok = perturb(wi, wo)
+        return jnp.where(ok, inner.pdf(wi_p, wo_p), 0.0)
 
     def sa(wi, u1, u2):
         frame = perturbed_frame(normal, wi)
@@ -501,15 +504,15 @@ def sampled_direction(scene: Scene, uv, index, sh_n, wi, bs: bm.BSDFSample, geom
     The re-evaluation happens in the derivative rule only, so a render that
     is not differentiated does not pay for it."""
     delta = bm.is_delta(bs.flags)
-    d = to_world(_frame(sh_n, geometry), bs.wo)
+    d = to_world(shading_frame(sh_n, _dp_du(geometry)), bs.wo)
     d_fixed = jax.lax.stop_gradient(d)
     d = jnp.where(delta[..., None], d, d_fixed)
     weight, pdf = _at_fixed_direction(bs.weight, bs.pdf, delta, scene.bsdfs, uv, index, sh_n, wi, d_fixed, geometry)
     return d, weight, pdf
 
 
-def _frame(sh_n, geometry):
-    return make_frame(sh_n) if geometry is None else shading_frame(sh_n, geometry[0])
+def _dp_du(geometry):
+    return None if geometry is None else geometry[0]
 
 
 @jax.custom_jvp
@@ -523,7 +526,7 @@ def _at_fixed_direction_jvp(primals, tangents):
                        for x, t in zip((weight, pdf), tangents[:2]))
 
     def at_d(bsdfs, uv, sh_n, wi, geometry):
-        frame = _frame(sh_n, geometry)
+        frame = shading_frame(sh_n, _dp_du(geometry))
         wi_local, wo_local = to_local(frame, wi), to_local(frame, d)
         points = SceneBSDFs(_Bsdfs(bsdfs), uv, index, local_geometry(frame, geometry))
         return points.eval(wi_local, wo_local), points.pdf(wi_local, wo_local)

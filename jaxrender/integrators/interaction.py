@@ -193,7 +193,7 @@ def frame_at(si: Interaction):
     """The shading frame (s, t, n) at surface interactions, as Mitsuba's
     `sh_frame`: n the shading normal, s along dp_du where the interaction
     carries it (`shading_frame`), else `make_frame(n)`."""
-    return make_frame(si.sh_n) if si.dp_du is None else shading_frame(si.sh_n, si.dp_du)
+    return shading_frame(si.sh_n, si.dp_du)
 
 
 def geometry_of(si: Interaction):

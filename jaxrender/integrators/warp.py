@@ -249,12 +249,15 @@ def make_frame(n):
     return s, t, n
 
 
-def shading_frame(n, dp_du):
+def shading_frame(n, dp_du=None):
     """Mitsuba's shading frame (`initialize_sh_frame`): the unit normal n
     (..., 3), s = the part of dp_du (..., 3) orthogonal to n, normalized,
-    t = n x s. Where dp_du has no such part, `make_frame(n)`. The
-    orientation of s matters to anisotropic BSDFs and normal maps only.
-    Differentiable in n and dp_du."""
+    t = n x s. Where dp_du has no such part, or is None (scenes whose BSDFs
+    do not care about the tangent), `make_frame(n)`. The orientation of s
+    matters to anisotropic BSDFs and normal maps only. Differentiable in n
+    and dp_du."""
+    if dp_du is None:
+        return make_frame(n)
     n = as_float(n)
     s = dp_du - n * dot(n, dp_du)[..., None]
     s2 = jnp.sum(s * s, axis=-1)

@@ -1030,7 +1030,7 @@ class _Loader:
                     raise p.error("a twosided BSDF cannot contain another twosided BSDF")
                 inner.append(self.build_bsdf(nd))
             b = TwoSided(brdf=tuple(inner), id=bid)
-        elif t in ("blendbsdf", "mask", "normalmap"):
+        elif t in ("blendbsdf", "mask", "normalmap", "bumpmap"):
             nested = p.nested("bsdf")
             want = 2 if t == "blendbsdf" else 1
             if len(nested) != want:
@@ -1041,19 +1041,13 @@ class _Loader:
                 b = BlendBSDF(weight=p.texture("weight"), bsdf=inner, id=bid)
             elif t == "normalmap":
                 b = NormalMap(normalmap=p.texture("normalmap"), bsdf=inner, id=bid)
+            elif t == "bumpmap":
+                textures = p.nested("texture")
+                if len(textures) != 1:
+                    raise p.error(f"bumpmap takes one nested texture (the height field), got {len(textures)}")
+                b = BumpMap(texture=p.texture(textures[0][0]), bsdf=inner, scale=p.float("scale", 1.0), id=bid)
             else:
                 b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
-        elif t == "bumpmap":
-            nested = p.nested("bsdf")
-            if len(nested) != 1:
-                raise p.error(f"bumpmap takes one nested BSDF, got {len(nested)}")
-            textures = p.nested("texture")
-            if len(textures) != 1:
-                raise p.error(f"bumpmap takes one nested texture (the height field), got {len(textures)}")
-            key = textures[0][0]
-            height = p.texture(key)
-            b = BumpMap(texture=height, bsdf=(self.build_bsdf(nested[0][1]),),
-                        scale=float(p.float("scale", 1.0)), id=bid)
         elif t == "null":
             b = Null(id=bid)
         else:  # pragma: no cover  (category() admits only the types above)
