@@ -35,6 +35,7 @@ from jaxrender.scene import (
     RoughConductor,
     RoughDielectric,
     RoughPlastic,
+    Principled,
     Scene,
     SpotLight,
     Texture,
@@ -65,7 +66,7 @@ __all__ = [
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
     "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "Film", "ReconstructionFilter", "IntegratorConfig",
-    "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Dielectric",
+    "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Principled", "Dielectric",
     "RoughDielectric", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "Texture", "ConstantTexture", "BitmapTexture", "CheckerboardTexture",
     "Emitter", "AreaLight", "PointLight", "SpotLight", "DirectionalLight", "ConstantEmitter",

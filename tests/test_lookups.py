@@ -41,7 +41,7 @@ from jaxrender.scene.emitters import (
     spot_light_falloff,
     spot_light_incident,
 )
-from jaxrender.scene.textures import eval_texture, eval_texture_mean, transform_uv
+from jaxrender.scene.textures import eval_texture, eval_texture_1, eval_texture_mean, transform_uv
 
 VAL = 2e-6
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +56,7 @@ def _jit(f):
 
 
 tex_j = _jit(eval_texture)
+tex1_j = _jit(eval_texture_1)
 mean_j = _jit(eval_texture_mean)
 uvmap_j = _jit(transform_uv)
 env_j = _jit(eval_environment)
@@ -258,6 +259,38 @@ def test_checkerboard_matches_mitsuba(mi):
         want = _mi_eval_texture(mi, mi.load_dict(_mitsuba_dict(mi, d)), UVS, 3)
         got = np.asarray(tex_j(_one("texture", d), UVS))
         np.testing.assert_array_equal(np.broadcast_to(got, want.shape), want.astype(np.float32), err_msg=str(d))
+
+
+def test_scalar_lookups_match_mitsubas_eval_1(mi):
+    """eval_texture_1 is Mitsuba's `eval_1` (what roughness, blend weights,
+    opacities and principled's scalars read): luminance of an RGB bitmap
+    (raw or not), the channel mean of an rgb constant, and a checkerboard
+    with its colours the other way round from `eval` (Mitsuba's own
+    asymmetry, which a checkerboard mask in a Mitsuba scene relies on)."""
+    cases = [
+        {"type": "bitmap", "data": IMG, "raw": True, "to_uv": TO_UV},
+        {"type": "bitmap", "data": IMG, "raw": False},
+        {"type": "bitmap", "data": IMG[..., :1], "raw": True, "filter_type": "nearest"},
+        {"type": "checkerboard", "color0": 0.0, "color1": 1.0, "to_uv": _affine(scale=(4, 4, 1))},
+        {"type": "checkerboard", "color0": {"type": "rgb", "value": [0.3, 0.2, 0.1]}, "color1": 0.7,
+         "to_uv": TO_UV},
+    ]
+    for d in cases:
+        mt = mi.load_dict(_mitsuba_dict(mi, d))
+        want = np.array([mt.eval_1(_si(mi, uv)) for uv in UVS], np.float32)
+        got = np.asarray(tex1_j(_one("texture", d), UVS))
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=5e-6, err_msg=str(d))
+    # Constants, as the loader stores them (a float, an rgb).
+    for value in (0.3, [0.2, 0.5, 0.9]):
+        mt = mi.load_dict({"type": "rgb", "value": value} if isinstance(value, list) else
+                          {"type": "uniform", "value": value})
+        tex = js.ConstantTexture(value=np.asarray(value, np.float32))
+        np.testing.assert_allclose(np.asarray(tex1_j(tex, UVS[:3])), mt.eval_1(_si(mi, UVS[0])), rtol=1e-6)
+    # The asymmetry by hand: color0 where eval gives color1.
+    chk = js.CheckerboardTexture(color0=np.float32(0.0), color1=np.float32(1.0), to_uv=EYE3)
+    uv = np.array([[0.25, 0.25], [0.75, 0.25]], np.float32)
+    np.testing.assert_array_equal(np.asarray(tex_j(chk, uv))[:, 0], [0, 1])
+    np.testing.assert_array_equal(np.asarray(tex1_j(chk, uv)), [1, 0])
 
 
 def test_checkerboard_constant_and_means_by_hand():

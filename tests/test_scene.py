@@ -1068,8 +1068,8 @@ def test_unknown_and_unsupported_plugins():
     _raises({"type": "scene", "s": {"type": "sphre"}}, "sphre", "did you mean 'sphere'")
     _raises({"type": "scene", "s": {"type": "serialized", "__source__": "s.xml:3"}},
             "serialized", "not supported", r"s\.xml:3")
-    _raises({"type": "scene", "s": {"type": "rectangle", "bsdf": {"type": "principled"}}},
-            "principled", "not supported")
+    _raises({"type": "scene", "s": {"type": "rectangle", "bsdf": {"type": "principledthin"}}},
+            "principledthin", "not supported")
     _raises({"type": "scene", "s": {"type": "diffuse", "__tag__": "shape", "__source__": "s.xml:4"}},
             "diffuse", "bsdf", r"s\.xml:4")
     _raises({"type": "scenery"}, "scene")

@@ -13,9 +13,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators import principled as pr
 from jaxrender.integrators._math import dot, jvp_nonzero, safe_div, safe_rsqrt, squared_norm, vec3
 from jaxrender.integrators.warp import luminance, shading_frame, to_local, to_world
 from jaxrender.scene import (
@@ -27,6 +29,7 @@ from jaxrender.scene import (
     RoughConductor,
     RoughDielectric,
     RoughPlastic,
+    Principled,
     Scene,
     ThinDielectric,
     TwoSided,
@@ -36,7 +39,7 @@ from jaxrender.scene import (
     BumpMap,
     Null,
 )
-from jaxrender.scene.textures import eval_texture, eval_texture_mean
+from jaxrender.scene.textures import eval_texture, eval_texture_1, eval_texture_mean
 
 
 def texture_at(tex, uv):
@@ -56,9 +59,10 @@ def texture_mean(tex):
     return jnp.mean(eval_texture_mean(tex))
 
 
-def _scalar(x):
-    """A texture value (..., C) reduced to (...) (alpha, eta given as textures)."""
-    return x[..., 0]
+def texture_value1(tex, uv):
+    """Mitsuba's `Texture::eval_1` at uv (...): what roughness, blend
+    weights, opacities and principled's scalars read (`eval_texture_1`)."""
+    return eval_texture_1(tex, uv)
 
 
 class Triple(NamedTuple):
@@ -80,7 +84,11 @@ _KINDS = {
     Dielectric: (bm.eval_dielectric, bm.pdf_dielectric, bm.sample_dielectric),
     RoughDielectric: (bm.eval_roughdielectric, bm.pdf_roughdielectric, bm.sample_roughdielectric),
     ThinDielectric: (bm.eval_thindielectric, bm.pdf_thindielectric, bm.sample_thindielectric),
+    Principled: (pr.eval_principled, pr.pdf_principled, pr.sample_principled),
 }
+
+_PRINCIPLED_SCALARS = ("roughness", "anisotropic", "metallic", "spec_trans", "spec_tint", "sheen",
+                       "sheen_tint", "flatness", "clearcoat", "clearcoat_gloss")
 
 
 def bsdf_params(bsdf, uv):
@@ -93,8 +101,8 @@ def bsdf_params(bsdf, uv):
         return (Conductor,), (texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
                               texture_at(bsdf.specular_reflectance, uv)), {}
     if isinstance(bsdf, RoughConductor):
-        au = _scalar(texture_at(bsdf.alpha_u, uv))
-        av = au if bsdf.alpha_v is None else _scalar(texture_at(bsdf.alpha_v, uv))
+        au = texture_value1(bsdf.alpha_u, uv)
+        av = au if bsdf.alpha_v is None else texture_value1(bsdf.alpha_v, uv)
         kw = {"distribution": bsdf.distribution}
         return (RoughConductor, bsdf.distribution), (au, av, texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
                                                      texture_at(bsdf.specular_reflectance, uv)), kw
@@ -118,11 +126,18 @@ def bsdf_params(bsdf, uv):
         return (type(bsdf),), (_eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
                                texture_at(bsdf.specular_transmittance, uv)), {}
     if isinstance(bsdf, RoughDielectric):
-        au = _scalar(texture_at(bsdf.alpha_u, uv))
-        av = au if bsdf.alpha_v is None else _scalar(texture_at(bsdf.alpha_v, uv))
+        au = texture_value1(bsdf.alpha_u, uv)
+        av = au if bsdf.alpha_v is None else texture_value1(bsdf.alpha_v, uv)
         kw = {"distribution": bsdf.distribution}
         return (RoughDielectric, bsdf.distribution), (au, av, _eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
                                                       texture_at(bsdf.specular_transmittance, uv)), kw
+    if isinstance(bsdf, Principled):
+        rates = (bsdf.main_specular_sampling_rate, bsdf.clearcoat_sampling_rate,
+                 bsdf.diffuse_reflectance_sampling_rate)
+        eta = pr.specular_to_eta(bsdf.specular) if bsdf.eta is None else jnp.asarray(bsdf.eta, jnp.float32)
+        args = (texture_at(bsdf.base_color, uv),) + tuple(
+            texture_value1(getattr(bsdf, name), uv) for name in _PRINCIPLED_SCALARS) + (eta,)
+        return (Principled, rates), args, {"rates": rates}
     raise TypeError(f"no shading model for BSDF {type(bsdf).__name__}")
 
 
@@ -138,6 +153,16 @@ def nested_bsdfs(bsdf) -> tuple:
     return bsdf.brdf if isinstance(bsdf, TwoSided) else getattr(bsdf, "bsdf", ())
 
 
+def _zero_constant(tex) -> bool:
+    """Whether a texture is known (not traced) to be the constant 0."""
+    if not isinstance(tex, ConstantTexture):
+        return False
+    try:
+        return not np.any(np.asarray(tex.value))
+    except jax.errors.TracerArrayConversionError:
+        return False
+
+
 def needs_tangents(scene) -> bool:
     """Whether any BSDF of the scene depends on the orientation of the
     shading frame's tangent (anisotropic roughness, normal maps), so that
@@ -145,6 +170,8 @@ def needs_tangents(scene) -> bool:
     distribution in any tangent frame, and then `make_frame(n)` is used."""
     def visit(b):
         if isinstance(b, (NormalMap, BumpMap)) or getattr(b, "alpha_v", None) is not None:
+            return True
+        if isinstance(b, Principled) and not _zero_constant(b.anisotropic):
             return True
         return any(visit(x) for x in nested_bsdfs(b))
     return any(visit(b) for b in scene.bsdfs)
@@ -193,8 +220,8 @@ def _where(mask, a, b):
 
 
 def unit_weight(texture, uv):
-    """A blend weight or opacity texture at uv: its first channel in [0, 1]."""
-    return jnp.clip(_scalar(texture_at(texture, uv)), 0.0, 1.0)
+    """A blend weight or opacity texture at uv: its `eval_1` in [0, 1]."""
+    return jnp.clip(texture_value1(texture, uv), 0.0, 1.0)
 
 
 def _score(p):

@@ -21,6 +21,7 @@ from jaxrender.scene.bsdfs import (
     RoughConductor,
     RoughDielectric,
     RoughPlastic,
+    Principled,
     ThinDielectric,
     TwoSided,
 )
@@ -64,7 +65,7 @@ __all__ = [
     "AreaLight", "BSDF", "BitmapTexture", "CAMERAS", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
-    "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Scene",
+    "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "Scene",
     "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "camera_rays", "load_dict", "look_at", "replace", "rotate", "sample_ray", "scale",
     "transform_normals", "transform_points", "transform_vectors", "translate", "traverse",

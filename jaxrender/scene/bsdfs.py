@@ -71,7 +71,8 @@ class RoughConductor(BSDF):
 
     Attributes:
       alpha_u: Texture, roughness along the tangent (or the isotropic `alpha`
-        when alpha_v is None; default 0.1).
+        when alpha_v is None; default 0.1), read as Mitsuba's `eval_1`
+        (`eval_texture_1`).
       alpha_v: Texture or None (isotropic).
       eta, k, specular_reflectance: as in `Conductor`.
       distribution: "beckmann" (Mitsuba's default) or "ggx" (static).
@@ -187,6 +188,48 @@ class ThinDielectric(BSDF):
 
 
 @pytree
+class Principled(BSDF):
+    """Mitsuba's `principled`: Burley's Disney BSDF (diffuse with
+    retro-reflection and fake subsurface, sheen, anisotropic GGX specular
+    reflection and transmission, clearcoat).
+
+    Attributes (Textures; the scalar ones are read as Mitsuba's `eval_1`:
+    the channel mean of a constant rgb, the luminance of an RGB bitmap):
+      base_color: colour (default 0.5).
+      roughness: default 0.5.
+      anisotropic, metallic, spec_trans, spec_tint, sheen, sheen_tint,
+        flatness, clearcoat, clearcoat_gloss: default 0. All in [0, 1].
+      eta: float32 scalar, relative IOR, when the scene gave `eta`; else None.
+      specular: float32 scalar when the scene gave `specular` (or neither:
+        default 0.5, eta 1.5); else None. eta = 2 / (1 - sqrt(0.08
+        specular)) - 1. Exactly one of eta and specular is set, as in
+        Mitsuba's traverse.
+      main_specular_sampling_rate, clearcoat_sampling_rate,
+        diffuse_reflectance_sampling_rate: lobe sampling rates (static,
+        default 1; Mitsuba marks them non-differentiable).
+      id: see `Diffuse.id`.
+    """
+
+    base_color: Texture
+    roughness: Texture
+    anisotropic: Texture
+    metallic: Texture
+    spec_trans: Texture
+    spec_tint: Texture
+    sheen: Texture
+    sheen_tint: Texture
+    flatness: Texture
+    clearcoat: Texture
+    clearcoat_gloss: Texture
+    eta: jax.Array | None
+    specular: jax.Array | None
+    main_specular_sampling_rate: float = static(default=1.0)
+    clearcoat_sampling_rate: float = static(default=1.0)
+    diffuse_reflectance_sampling_rate: float = static(default=1.0)
+    id: str | None = static(default=None)
+
+
+@pytree
 class TwoSided(BSDF):
     """Mitsuba's `twosided`: a one-sided BSDF made two-sided.
 
@@ -205,8 +248,8 @@ class BlendBSDF(BSDF):
     """Mitsuba's `blendbsdf`: (1 - weight) bsdf_0 + weight bsdf_1.
 
     Attributes:
-      weight: Texture, the blend weight in [0, 1] (its first channel; values
-        outside are clamped, as Mitsuba does).
+      weight: Texture, the blend weight in [0, 1] (Mitsuba's `eval_1`, see
+        `eval_texture_1`; values outside are clamped, as Mitsuba does).
       bsdf: the two nested BSDFs (bsdf_0, bsdf_1), either may be any BSDF.
       id: see `Diffuse.id`.
     Sampling picks bsdf_1 with probability weight, and a sample of a
@@ -225,7 +268,8 @@ class Mask(BSDF):
     light passes straight through (Mitsuba's null lobe).
 
     Attributes:
-      opacity: Texture, in [0, 1] (its first channel, clamped; default 0.5).
+      opacity: Texture, in [0, 1] (Mitsuba's `eval_1`, see `eval_texture_1`;
+        clamped; default 0.5).
       bsdf: a tuple of the one nested BSDF (named `nested_bsdf` in
         parameter names, as in Mitsuba).
       id: see `Diffuse.id`.

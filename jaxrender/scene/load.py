@@ -53,6 +53,7 @@ from jaxrender.scene.bsdfs import (
     RoughConductor,
     RoughDielectric,
     RoughPlastic,
+    Principled,
     ThinDielectric,
     TwoSided,
     BlendBSDF,
@@ -120,7 +121,8 @@ def _warn(message: str) -> None:
 PLUGINS = {
     "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere", "cylinder"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
-             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap"),
+             "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
+             "principled"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective", "thinlens", "orthographic"),
@@ -136,7 +138,7 @@ _UNSUPPORTED = {
     "shape": ("serialized", "shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
     "bsdf": ("measured", "measured_polarized",
-             "polarizer", "retarder", "circular", "pplastic", "principled", "principledthin", "hair"),
+             "polarizer", "retarder", "circular", "pplastic", "principledthin", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
     "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
@@ -974,6 +976,35 @@ class _Loader:
     def _distribution(self, p: _Obj) -> str:
         return p.str("distribution", "beckmann", choices=("beckmann", "ggx"))
 
+    def _principled(self, p: _Obj, bid: str | None) -> Principled:
+        # Mitsuba's get_flag: a lobe is on when its parameter is given and is
+        # not the float 0. Only the transmission lobe's changes a number: it
+        # nudges eta = 1 (specular = 0), which has no refraction, as
+        # Mitsuba's constructor does.
+        has_trans = p.has("spec_trans") and not (_is_number(p.d["spec_trans"]) and float(p.d["spec_trans"]) == 0.0)
+        if p.has("eta") and p.has("specular"):
+            raise p.error('give either "eta" or "specular", not both (each determines the other)')
+        eta = specular = None
+        if p.has("eta"):
+            eta = p.float("eta", minimum=0.0, exclusive=True)
+            eta = 1.001 if has_trans and eta == 1.0 else eta
+        else:
+            specular = p.float("specular", 0.5, minimum=0.0)
+            if 0.08 * specular >= 1.0:
+                raise p.error(f'parameter "specular" must be < 12.5 (it maps to eta = 2 / (1 - sqrt(0.08 '
+                              f'specular)) - 1), got {specular}')
+            specular = 1e-3 if has_trans and specular == 0.0 else specular
+        unit = {name: p.texture(name, default, bounds=UNIT) for name, default in (
+            ("base_color", 0.5), ("roughness", 0.5), ("anisotropic", 0.0), ("metallic", 0.0),
+            ("spec_trans", 0.0), ("spec_tint", 0.0), ("sheen", 0.0), ("sheen_tint", 0.0),
+            ("flatness", 0.0), ("clearcoat", 0.0), ("clearcoat_gloss", 0.0))}
+        rates = {name: p.float(name, 1.0, minimum=0.0) for name in (
+            "main_specular_sampling_rate", "clearcoat_sampling_rate", "diffuse_reflectance_sampling_rate")}
+        if sum(rates.values()) <= 0.0:
+            raise p.error("the sampling rates cannot all be 0")
+        return Principled(**unit, eta=None if eta is None else _f32(eta),
+                          specular=None if specular is None else _f32(specular), **rates, id=bid)
+
     def _build_bsdf(self, d: dict, bid: str | None) -> BSDF:
         p = _Obj(self, d, "bsdf")
         t = p.type
@@ -1050,6 +1081,8 @@ class _Loader:
                 b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
         elif t == "null":
             b = Null(id=bid)
+        elif t == "principled":
+            b = self._principled(p, bid)
         else:  # pragma: no cover  (category() admits only the types above)
             raise p.error(f"unhandled BSDF type {t}")
         p.finish()

@@ -223,6 +223,46 @@ def eval_texture(texture: Texture, uv) -> jax.Array:
     raise TypeError(f"eval_texture: unsupported texture type {type(texture).__name__}")
 
 
+def _value1(v) -> jax.Array:
+    # A constant's eval_1: itself, or the channel mean of an rgb colour
+    # (Mitsuba's srgb spectrum).
+    return jnp.mean(v, axis=-1)
+
+
+def eval_texture_1(texture: Texture, uv) -> jax.Array:
+    """A texture's scalar value at uv, exactly as Mitsuba 3's
+    `Texture::eval_1`, which BSDFs use for roughness, blend weights,
+    opacities and the principled BSDF's scalars.
+
+    Args:
+      texture: a ConstantTexture, BitmapTexture or CheckerboardTexture.
+      uv: float (..., 2).
+
+    Returns:
+      float32 (...): a one-channel value itself; for three channels the
+      luminance of a bitmap's value and the channel mean of a constant
+      colour. A checkerboard gives color1 where `eval_texture` gives color0
+      and vice versa: Mitsuba 3.9's `eval_1` tests the two halves with !=
+      where `eval` tests ==, so a checkerboard mask or blend weight is the
+      complement of the colour pattern; scenes rendered by Mitsuba rely on
+      it. Differentiable as `eval_texture`.
+    """
+    uv = jnp.asarray(uv, jnp.float32)
+    if isinstance(texture, BitmapTexture):
+        v = _eval_bitmap(texture, uv)
+        if v.shape[-1] == 3:
+            return v[..., 0] * 0.212671 + v[..., 1] * 0.715160 + v[..., 2] * 0.072169
+        return v[..., 0]
+    if isinstance(texture, CheckerboardTexture):
+        p = transform_uv(texture.to_uv, uv)
+        high = (p - jnp.floor(p)) > 0.5
+        differ = high[..., 0] != high[..., 1]
+        return jnp.where(differ, _value1(_channels(texture.color0)), _value1(_channels(texture.color1)))
+    if isinstance(texture, ConstantTexture):
+        return jnp.broadcast_to(_value1(_channels(texture.value)), uv.shape[:-1])
+    raise TypeError(f"eval_texture_1: unsupported texture type {type(texture).__name__}")
+
+
 def eval_texture_mean(texture: Texture) -> jax.Array:
     """The texture's average over the unit uv square, per channel: (C,).
 

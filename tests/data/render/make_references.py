@@ -36,6 +36,7 @@ REFERENCES = {
     "sensor_orthographic": (os.path.join(HERE, "sensor_orthographic.xml"), {}, None, 8192),
     "bsdf_wrappers": (os.path.join(HERE, "bsdf_wrappers.xml"), {}, None, 8192),
     "tangents": (os.path.join(HERE, "tangents.xml"), {}, None, 8192),
+    "principled": (os.path.join(HERE, "principled.xml"), {}, None, 8192),
 }
 
 
