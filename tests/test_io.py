@@ -24,9 +24,11 @@ from jaxrender.io import (
     read_image,
     read_obj,
     read_ply,
+    read_serialized,
     write_image,
     write_obj,
     write_ply,
+    write_serialized,
 )
 from jaxrender.io._color import linear_to_srgb, srgb_to_linear
 
@@ -1076,6 +1078,110 @@ def test_ply_matches_mitsuba(tmp_path):
     np.testing.assert_array_equal(np.array(params["vertex_positions"]).reshape(-1, 3), m.vertices)
     np.testing.assert_array_equal(np.array(params["faces"]).reshape(-1, 3), m.faces)
     np.testing.assert_array_equal(np.array(params["vertex_texcoords"]).reshape(-1, 2), m.texcoords)
+
+
+def _serialized_meshes():
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(7, 3)).astype(np.float32)
+    n = v / np.linalg.norm(v, axis=1, keepdims=True)
+    f = np.array([[0, 1, 2], [2, 3, 4], [3, 4, 5], [6, 0, 2]])
+    return [MeshData(v, f, n, rng.uniform(size=(7, 2))), MeshData(2 * v[:6], f[:3]),
+            MeshData(v[:4], f[:1], None, rng.uniform(size=(4, 2)))]
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_serialized_round_trip_and_matches_mitsuba(tmp_path, double):
+    """Written here, read by us and by Mitsuba's own `serialized` plugin:
+    positions, faces, normals and uvs of every mesh of a multi-mesh file
+    (one with normals and uvs, one bare, one with uvs only)."""
+    meshes = _serialized_meshes()
+    path = tmp_path / "m.serialized"
+    write_serialized(path, meshes, double=double)
+    mi = mitsuba()
+    for k, want in enumerate(meshes):
+        got = read_serialized(path, k)
+        np.testing.assert_array_equal(got.faces, want.faces)
+        np.testing.assert_array_equal(got.vertices, want.vertices)
+        for a, b in ((got.normals, want.normals), (got.texcoords, want.texcoords)):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+        params = mi.traverse(mi.load_dict({"type": "serialized", "filename": str(path), "shape_index": k}))
+        np.testing.assert_array_equal(np.array(params["vertex_positions"]).reshape(-1, 3), got.vertices)
+        np.testing.assert_array_equal(np.array(params["faces"]).reshape(-1, 3), got.faces)
+        if got.texcoords is not None:
+            np.testing.assert_array_equal(np.array(params["vertex_texcoords"]).reshape(-1, 2), got.texcoords)
+        if got.normals is not None:
+            np.testing.assert_allclose(np.array(params["vertex_normals"]).reshape(-1, 3), got.normals, atol=2e-7)
+
+
+def test_serialized_shape_matches_mitsuba(tmp_path):
+    """The `serialized` shape: shape_index, to_world, face_normals, normals
+    computed where the file has none, uvs as stored; and the file's own
+    face-normals flag ignored, as Mitsuba 3.9 does."""
+    import jaxrender as jr
+    from jaxrender.scene.transform import transform_points
+
+    meshes = _serialized_meshes()
+    write_serialized(tmp_path / "a.serialized", meshes, face_normals=True)
+    xml = """<scene version="3.0.0">
+      <shape type="serialized" id="a"><string name="filename" value="a.serialized"/>
+        <transform name="to_world"><rotate y="1" angle="30"/><translate x="1"/></transform></shape>
+      <shape type="serialized" id="b"><string name="filename" value="a.serialized"/><integer name="shape_index" value="1"/></shape>
+      <shape type="serialized" id="c"><string name="filename" value="a.serialized"/><integer name="shape_index" value="2"/>
+        <boolean name="face_normals" value="true"/></shape>
+    </scene>"""
+    (tmp_path / "s.xml").write_text(xml)
+    ours = jr.load_file(str(tmp_path / "s.xml"))
+    mi = mitsuba()
+    theirs = mi.traverse(mi.load_file(str(tmp_path / "s.xml")))
+    for mesh in ours.shapes:
+        world = np.asarray(transform_points(mesh.to_world, mesh.vertex_positions))
+        np.testing.assert_allclose(world, np.array(theirs[f"{mesh.id}.vertex_positions"]).reshape(-1, 3), atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(mesh.faces), np.array(theirs[f"{mesh.id}.faces"]).reshape(-1, 3))
+    assert ours.shapes[0].vertex_normals is not None and ours.shapes[2].vertex_normals is None
+    np.testing.assert_allclose(np.asarray(ours.shapes[1].vertex_normals)[:5],
+                               np.array(theirs["b.vertex_normals"]).reshape(-1, 3)[:5], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(ours.shapes[2].vertex_texcoords), meshes[2].texcoords)
+
+
+def test_serialized_errors(tmp_path):
+    import jaxrender as jr
+
+    path = tmp_path / "m.serialized"
+    write_serialized(path, _serialized_meshes())
+    data = path.read_bytes()
+
+    def fails(blob, index, *patterns):
+        p = tmp_path / "bad.serialized"
+        p.write_bytes(blob)
+        with pytest.raises(SceneError) as info:
+            read_serialized(p, index)
+        for pat in (str(p),) + patterns:
+            assert pat in str(info.value)
+
+    fails(b"\x1c\x04", 0, "too short")
+    fails(b"PK\x03\x04" + data[4:], 0, "magic")
+    fails(data[:2] + struct.pack("<H", 9) + data[4:], 0, "version 9")
+    fails(data, 3, "out of range", "0..2")
+    fails(data[:4] + b"\x00" * 40, 0, "corrupt")
+    fails(data[:60], 0, "truncated")
+    # A triangle pointing past the vertices.
+    bad = MeshData(np.zeros((3, 3)), [[0, 1, 2]])
+    write_serialized(p := tmp_path / "idx.serialized", bad)
+    raw = p.read_bytes()
+    body = zlib.decompress(raw[4:-12])
+    body = body[:-4] + struct.pack("<I", 7)
+    p.write_bytes(raw[:4] + zlib.compress(body) + struct.pack("<QI", 0, 1))
+    with pytest.raises(SceneError, match="outside"):
+        read_serialized(p)
+    # Through the loader: the shape's source and the file.
+    with pytest.raises(SceneError) as info:
+        jr.load_dict({"type": "scene", "s": {"type": "serialized", "filename": str(path), "shape_index": 5,
+                                             "__source__": "s.xml:4"}})
+    assert "s.xml:4" in str(info.value) and "out of range" in str(info.value)
+    with pytest.raises(SceneError, match="shape_index"):
+        jr.load_dict({"type": "scene", "s": {"type": "serialized", "filename": str(path), "shape_index": -1}})
 
 
 FLOAT_INDEX_PLY = """ply

@@ -5,7 +5,15 @@ Host-side numpy only; nothing here is traced by JAX.
 
 from jaxrender.io.errors import SceneError, SceneWarning
 from jaxrender.io.image import read_image, write_image
-from jaxrender.io.mesh import MeshData, read_obj, read_ply, write_obj, write_ply
+from jaxrender.io.mesh import (
+    MeshData,
+    read_obj,
+    read_ply,
+    read_serialized,
+    write_obj,
+    write_ply,
+    write_serialized,
+)
 from jaxrender.io.xml import parse_xml
 
 __all__ = [
@@ -16,7 +24,9 @@ __all__ = [
     "read_image",
     "read_obj",
     "read_ply",
+    "read_serialized",
     "write_image",
     "write_obj",
     "write_ply",
+    "write_serialized",
 ]

@@ -1,4 +1,5 @@
-"""Triangle meshes from and to Wavefront OBJ and Stanford PLY files.
+"""Triangle meshes from and to Wavefront OBJ, Stanford PLY and Mitsuba
+`.serialized` files.
 
 Readers return a `MeshData` in Mitsuba 3's conventions, so that a mesh read
 here matches Mitsuba's `vertex_positions`, `faces`, `vertex_normals` and
@@ -35,7 +36,8 @@ import numpy as np
 
 from jaxrender.io.errors import SceneError, SceneWarning
 
-__all__ = ["MeshData", "read_obj", "read_ply", "write_obj", "write_ply"]
+__all__ = ["MeshData", "read_obj", "read_ply", "read_serialized", "write_obj", "write_ply",
+           "write_serialized"]
 
 
 @dataclasses.dataclass
@@ -807,5 +809,155 @@ def write_ply(
         frec["n"] = 3
         frec["i"] = mesh.faces
         out.append(frec.tobytes())
+    with open(os.fspath(path), "wb") as fh:
+        fh.write(b"".join(out))
+
+
+# --------------------------------------------------------------------------
+# Mitsuba's serialized format
+
+_SERIALIZED_MAGIC = 0x041C
+_HAS_NORMALS, _HAS_TEXCOORDS, _HAS_COLORS, _FACE_NORMALS, _DOUBLE = 0x1, 0x2, 0x8, 0x10, 0x2000
+
+
+def _serialized_offsets(data: bytes, version: int, path: str) -> list:
+    """Start offsets of the meshes of a serialized file, from its
+    end-of-file dictionary (a u32 count after u64 offsets, u32 in
+    version 3)."""
+    if len(data) < 8:
+        raise SceneError(f"{path}: truncated serialized file ({len(data)} bytes)")
+    (count,) = struct.unpack_from("<I", data, len(data) - 4)
+    width = 8 if version == 4 else 4
+    start = len(data) - 4 - width * count
+    if count == 0 or start < 4:
+        raise SceneError(f"{path}: the serialized file's end-of-file dictionary is corrupt "
+                         f"({count} meshes in {len(data)} bytes)")
+    return list(struct.unpack_from(("<%dQ" if width == 8 else "<%dI") % count, data, start))
+
+
+def read_serialized(path, shape_index: int = 0) -> MeshData:
+    """Reads one mesh of a Mitsuba `.serialized` file (versions 3 and 4:
+    zlib-compressed little-endian streams, one per mesh, and an
+    end-of-file dictionary of their offsets).
+
+    Args:
+      path: the file.
+      shape_index: which mesh of the file (0: the first).
+
+    Returns:
+      MeshData with positions, faces and, where the file has them, vertex
+      normals and texture coordinates (as stored: no v flip, as Mitsuba).
+      Double-precision files are rounded to float32; vertex colours are
+      skipped, and so is the file's face-normals flag (0x10), as Mitsuba
+      3.9 does (the shape's `face_normals` parameter decides).
+
+    Raises:
+      SceneError: missing file, wrong magic number or version, a shape index
+        beyond the file's meshes, a corrupt or truncated stream, indices out
+        of range, non-finite numbers, no faces.
+    """
+    import zlib
+
+    path, data = _open_bytes(path)
+    if len(data) < 4:
+        raise SceneError(f"{path}: not a serialized mesh file (too short)")
+    magic, version = struct.unpack_from("<HH", data, 0)
+    if magic != _SERIALIZED_MAGIC:
+        raise SceneError(f"{path}: not a serialized mesh file (magic number {magic:#06x}, expected 0x041c)")
+    if version not in (3, 4):
+        raise SceneError(f"{path}: serialized file version {version} is not supported (3 or 4)")
+    if shape_index < 0:
+        raise SceneError(f"{path}: shape_index must be >= 0, got {shape_index}")
+    offset = 0
+    if shape_index > 0:
+        offsets = _serialized_offsets(data, version, path)
+        if shape_index >= len(offsets):
+            raise SceneError(f"{path}: shape_index {shape_index} is out of range (the file holds "
+                             f"{len(offsets)} meshes: 0..{len(offsets) - 1})")
+        offset = offsets[shape_index]
+        if not 0 <= offset < len(data) - 4:
+            raise SceneError(f"{path}: mesh {shape_index} starts at {offset}, outside the file")
+    try:
+        body = zlib.decompressobj().decompress(data[offset + 4:])
+    except zlib.error as e:
+        raise SceneError(f"{path}: mesh {shape_index}: corrupt compressed data ({e})") from None
+
+    pos = 0
+
+    def take(n, what):
+        nonlocal pos
+        if pos + n > len(body):
+            raise SceneError(f"{path}: mesh {shape_index} is truncated (reading {what})")
+        out = body[pos:pos + n]
+        pos += n
+        return out
+
+    (flags,) = struct.unpack("<I", take(4, "flags"))
+    if version == 4:
+        end = body.find(b"\0", pos)
+        if end < 0:
+            raise SceneError(f"{path}: mesh {shape_index} is truncated (reading its name)")
+        pos = end + 1
+    nv, nf = struct.unpack("<QQ", take(16, "counts"))
+    real = np.dtype("<f8" if flags & _DOUBLE else "<f4")
+    # Bounds first: a corrupt count must not allocate terabytes.
+    need = nv * real.itemsize * (3 + 3 * bool(flags & _HAS_NORMALS) + 2 * bool(flags & _HAS_TEXCOORDS)
+                                 + 3 * bool(flags & _HAS_COLORS)) + nf * 12
+    if need > len(body) - pos:
+        raise SceneError(f"{path}: mesh {shape_index} is truncated ({nv} vertices and {nf} triangles need "
+                         f"{need} bytes, {len(body) - pos} left)")
+
+    def reals(cols, what):
+        return np.frombuffer(take(nv * cols * real.itemsize, what), real).reshape(nv, cols).astype(np.float32)
+
+    vertices = reals(3, "positions")
+    normals = reals(3, "normals") if flags & _HAS_NORMALS else None
+    texcoords = reals(2, "texture coordinates") if flags & _HAS_TEXCOORDS else None
+    if flags & _HAS_COLORS:
+        reals(3, "colors")
+    faces = np.frombuffer(take(nf * 12, "faces"), "<u4").reshape(nf, 3).astype(np.int64)
+    if nf == 0:
+        raise SceneError(f"{path}: mesh {shape_index} has no faces")
+    _check_finite(vertices, "vertex", path)
+    if normals is not None:
+        _check_finite(normals, "normal", path)
+    if texcoords is not None:
+        _check_finite(texcoords, "texture coordinate", path)
+    bad = (faces >= nv).any(axis=1)
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise SceneError(f"{path}: mesh {shape_index}: triangle {t} = {faces[t].tolist()} indexes a vertex "
+                         f"outside [0, {nv}) ({int(bad.sum())} triangles out of range)")
+    return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
+
+
+def write_serialized(path, meshes, *, face_normals: bool = False, double: bool = False) -> None:
+    """Writes meshes as a Mitsuba `.serialized` file (version 4).
+
+    Args:
+      path: output file.
+      meshes: a MeshData or a list of them (one compressed stream each,
+        selected with `shape_index` when read).
+      face_normals: set the flag that asks for face normals.
+      double: store positions, normals and uvs in double precision.
+    """
+    import zlib
+
+    if isinstance(meshes, MeshData):
+        meshes = [meshes]
+    real = "<f8" if double else "<f4"
+    out, offsets, at = [], [], 0
+    for k, m in enumerate(meshes):
+        flags = (_DOUBLE if double else 0x1000) | (_FACE_NORMALS if face_normals else 0)
+        flags |= (_HAS_NORMALS if m.normals is not None else 0) | (_HAS_TEXCOORDS if m.texcoords is not None else 0)
+        parts = [struct.pack("<I", flags), f"mesh{k}".encode() + b"\0",
+                 struct.pack("<QQ", m.num_vertices, m.num_faces), m.vertices.astype(real).tobytes()]
+        parts += [a.astype(real).tobytes() for a in (m.normals, m.texcoords) if a is not None]
+        parts.append(m.faces.astype("<u4").tobytes())
+        chunk = struct.pack("<HH", _SERIALIZED_MAGIC, 4) + zlib.compress(b"".join(parts))
+        offsets.append(at)
+        at += len(chunk)
+        out.append(chunk)
+    out.append(struct.pack("<%dQ" % len(offsets), *offsets) + struct.pack("<I", len(offsets)))
     with open(os.fspath(path), "wb") as fh:
         fh.write(b"".join(out))

@@ -119,7 +119,7 @@ def _warn(message: str) -> None:
 
 
 PLUGINS = {
-    "shape": ("obj", "ply", "rectangle", "cube", "disk", "sphere", "cylinder"),
+    "shape": ("obj", "ply", "serialized", "rectangle", "cube", "disk", "sphere", "cylinder"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
              "principled"),
@@ -135,7 +135,7 @@ PLUGINS = {
 
 # Mitsuba 3 plugins that jaxrender does not implement (named as such in errors).
 _UNSUPPORTED = {
-    "shape": ("serialized", "shapegroup", "instance", "bsplinecurve", "linearcurve",
+    "shape": ("shapegroup", "instance", "bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
     "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principledthin", "hair"),
@@ -805,10 +805,11 @@ class _Loader:
         to_world = np.eye(4) if to_world is None else to_world
         flip_normals = p.bool("flip_normals", False)
         face_normals = False
-        if t in ("obj", "ply"):
+        if t in ("obj", "ply", "serialized"):
             filename = p.str("filename")
             face_normals = p.bool("face_normals", False)
-            flip_tex = p.bool("flip_tex_coords", t == "obj")
+            # Mitsuba's serialized plugin has no flip_tex_coords (uvs as stored).
+            flip_tex = p.bool("flip_tex_coords", t == "obj") if t != "serialized" else False
             positions, normals, texcoords, faces = self.read_mesh(p, filename)
             # jaxrender.io.read_obj already flips v as Mitsuba's default
             # flip_tex_coords=true does; read_ply does not.
@@ -885,7 +886,11 @@ class _Loader:
             raise p.error(f"mesh file not found: {path}")
         from jaxrender import io as jio
 
-        reader = jio.read_obj if p.type == "obj" else jio.read_ply
+        if p.type == "serialized":
+            index = p.int("shape_index", 0, minimum=0)
+            reader = lambda path: jio.read_serialized(path, index)  # noqa: E731
+        else:
+            reader = jio.read_obj if p.type == "obj" else jio.read_ply
         try:
             mesh = reader(path)
         except Exception as e:  # the reader's message names the problem; add the shape
