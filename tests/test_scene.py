@@ -1442,3 +1442,32 @@ def test_thinlens_and_orthographic_sensors():
             r"aperture_radius", r"s\.xml:3")
     _raises({"type": "scene", "c": {"type": "orthographic", "fov": 30.0, "__source__": "s.xml:4"}},
             r"fov", r"s\.xml:4")
+
+
+def test_d65_and_srgb_spectra_match_mitsuba():
+    """Mitsuba's `d65` (RGB variants: the uniform `scale`) and `srgb`
+    (an rgb `color`) spectra, in the dict and the XML forms; bad entries
+    are errors naming the parameter."""
+    mi = pytest.importorskip("mitsuba")
+    mi.set_variant("scalar_rgb")
+    si = mi.SurfaceInteraction3f()
+    for spec in ({"type": "d65"}, {"type": "d65", "scale": 0.5}, {"type": "srgb", "color": [0.2, 0.5, 0.7]}):
+        want = np.array(mi.load_dict(spec).eval(si))
+        sc = js.load_dict({"type": "scene", "e": {"type": "constant", "radiance": spec},
+                           "s": {"type": "rectangle", "bsdf": {"type": "diffuse", "reflectance": spec}}})
+        for tex in (sc.emitters[0].radiance, sc.bsdfs[0].reflectance):
+            np.testing.assert_allclose(np.broadcast_to(np.asarray(tex.value), (3,)), want, rtol=1e-6)
+    xml = """<scene version="3.0.0">
+      <emitter type="constant"><spectrum type="d65" name="radiance"><float name="scale" value="2.5"/></spectrum></emitter>
+      <shape type="rectangle"><bsdf type="diffuse"><spectrum type="srgb" name="reflectance">
+        <rgb name="color" value="0.2, 0.5, 0.7"/></spectrum></bsdf></shape></scene>"""
+    from jaxrender.io import parse_xml
+
+    sc = js.load_dict(parse_xml(xml, is_string=True))
+    assert float(sc.emitters[0].radiance.value) == 2.5
+    np.testing.assert_allclose(np.asarray(sc.bsdfs[0].reflectance.value), [0.2, 0.5, 0.7], rtol=1e-6)
+    bad = {"type": "scene", "s": {"type": "rectangle", "bsdf": {"type": "diffuse", "reflectance": None}}}
+    for spec, pattern in (({"type": "srgb"}, "color"), ({"type": "srgb", "color": "red"}, "3 finite floats"),
+                          ({"type": "d65", "scale": float("nan")}, "scale"), ({"type": "d65", "tint": 1}, "tint")):
+        bad["s"]["bsdf"]["reflectance"] = spec
+        _raises(bad, "reflectance", pattern)

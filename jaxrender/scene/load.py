@@ -147,12 +147,12 @@ _UNSUPPORTED = {
     "medium": ("homogeneous", "heterogeneous"),
     "phase": ("isotropic", "hg", "rayleigh", "sggx", "tabphase", "blendphase"),
     "volume": ("constvolume", "gridvolume"),
-    "spectrum": ("blackbody", "d65", "irregular", "regular", "srgb"),
+    "spectrum": ("blackbody", "irregular", "regular"),
 }
 
 _CATEGORY = {t: c for c, ts in PLUGINS.items() for t in ts}
 _UNSUPPORTED_CATEGORY = {t: c for c, ts in _UNSUPPORTED.items() for t in ts}
-_VALUE_TYPES = ("rgb", "spectrum", "uniform")
+_VALUE_TYPES = ("rgb", "spectrum", "uniform", "d65", "srgb")
 _RESERVED = ("type", "id", "__source__", "__tag__")
 _MISSING = object()
 # Real scenes nest objects a handful of levels deep (shape > twosided > bsdf >
@@ -428,6 +428,8 @@ class _Obj:
             if not math.isfinite(v):
                 raise self.error(f'parameter "{name}" must be finite, got {v}')
             return np.full(3, v, np.float32) if emitter else np.float32(v)
+        if isinstance(value, dict) and value.get("type") in ("d65", "srgb"):
+            return self._named_spectrum(name, value)
         if isinstance(value, dict) and value.get("type") in _VALUE_TYPES:
             vtype, inner = value["type"], value.get("value", _MISSING)
             extra = set(value) - {"type", "value", "__source__", "__tag__"}
@@ -454,6 +456,32 @@ class _Obj:
                 raise self.error(f'parameter "{name}" must be finite, got {np.asarray(v).tolist()}')
             return v
         return None
+
+    def _named_spectrum(self, name, value):
+        """Mitsuba's `d65` (in RGB variants: the uniform value `scale`,
+        default 1) and `srgb` (the rgb `color`) spectrum plugins."""
+        vtype = value["type"]
+        key = "scale" if vtype == "d65" else "color"
+        extra = set(value) - {"type", key, "__source__", "__tag__"}
+        if extra:
+            raise self.error(f'parameter "{name}": {vtype} has unknown entries {sorted(extra)}')
+        if vtype == "d65":
+            v = value.get("scale", 1.0)
+            if not _is_number(v) or not math.isfinite(float(v)):
+                raise self.error(f'parameter "{name}": d65 "scale" must be a finite float, got {_describe(v)}')
+            return np.float32(v)
+        if "color" not in value:
+            raise self.error(f'parameter "{name}": srgb needs a "color" (3 floats)')
+        c = value["color"]
+        if isinstance(c, dict) and c.get("type") == "rgb":  # <rgb name="color" .../> in XML
+            c = c.get("value")
+        try:
+            v = np.asarray(c, dtype=np.float64)
+        except (TypeError, ValueError):
+            v = None
+        if v is None or isinstance(c, str) or v.shape not in ((), (1,), (3,)) or not np.all(np.isfinite(v)):
+            raise self.error(f'parameter "{name}": srgb "color" must be 3 finite floats, got {_describe(c)}')
+        return np.broadcast_to(v.reshape(-1), (3,)).astype(np.float32)
 
     def texture(self, name, default=_MISSING, *, spatial=True, emitter=False, bounds=None) -> Texture:
         """A texture-valued parameter: float, rgb, spectrum, or (if `spatial`)
