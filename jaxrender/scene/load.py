@@ -119,7 +119,8 @@ def _warn(message: str) -> None:
 
 
 PLUGINS = {
-    "shape": ("obj", "ply", "serialized", "rectangle", "cube", "disk", "sphere", "cylinder"),
+    "shape": ("obj", "ply", "serialized", "rectangle", "cube", "disk", "sphere", "cylinder", "shapegroup",
+              "instance"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
              "principled"),
@@ -135,7 +136,7 @@ PLUGINS = {
 
 # Mitsuba 3 plugins that jaxrender does not implement (named as such in errors).
 _UNSUPPORTED = {
-    "shape": ("shapegroup", "instance", "bsplinecurve", "linearcurve",
+    "shape": ("bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
     "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "principledthin", "hair"),
@@ -731,7 +732,11 @@ class _Loader:
             if key in _RESERVED or key.startswith("__"):
                 continue
             category = self.category(d)
-            if category == "shape":
+            if category == "shape" and d["type"] == "shapegroup":
+                self.group_members(d)  # checked here, built by each instance
+            elif category == "shape" and d["type"] == "instance":
+                self.build_instance(d)
+            elif category == "shape":
                 self.build_shape(d)
             elif category == "bsdf":
                 self.register_bsdf(d)
@@ -825,12 +830,48 @@ class _Loader:
 
     # -- shapes
 
-    def build_shape(self, d: dict) -> None:
+    def group_members(self, d: dict) -> list[tuple[str, dict]]:
+        """The shapes of a `shapegroup` (checked: plain shapes without
+        emitters, at least one)."""
+        p = _Obj(self, d, "shape")
+        members = p.nested("shape")
+        p.finish()
+        if not members:
+            raise p.error("a shapegroup needs at least one shape")
+        for _, m in members:
+            if m["type"] in ("shapegroup", "instance"):
+                raise self.error(f"{self.where(m)}: a shapegroup cannot contain a {m['type']} (nested instancing)")
+            if _Obj(self, m, "shape").nested("emitter"):
+                raise self.error(f"{self.where(m)}: a shape in a shapegroup cannot be an emitter "
+                                 "(Mitsuba does not instance emitters)")
+        return members
+
+    def build_instance(self, d: dict) -> None:
+        """Mitsuba's `instance` of a `shapegroup`: each shape of the group
+        becomes a mesh of its own, under to_world = instance's @ shape's."""
+        p = _Obj(self, d, "shape")
+        to_world = p.matrix("to_world")
+        groups = p.nested("shape")
+        p.finish()
+        if len(groups) != 1 or groups[0][1]["type"] != "shapegroup":
+            got = ", ".join(g["type"] for _, g in groups) or "nothing"
+            raise p.error(f"an instance takes one shapegroup (a reference to it), got {got}")
+        iid = self.object_id(d)
+        for key, member in self.group_members(groups[0][1]):
+            name = member.get("id") or key
+            self.build_shape(member, instance=(np.eye(4) if to_world is None else to_world,
+                                               f"{iid}.{name}" if iid else None, d))
+
+    def build_shape(self, d: dict, instance=None) -> None:
+        """Builds one shape. `instance`: (to_world, mesh id, instance dict)
+        when the shape is a member of a shapegroup instanced by `build_instance`."""
         p = _Obj(self, d, "shape")
         t = p.type
-        sid = self.object_id(d)
+        sid = self.object_id(d) if instance is None else instance[1]
         to_world = p.matrix("to_world")
         to_world = np.eye(4) if to_world is None else to_world
+        if instance is not None:
+            to_world = np.asarray(instance[0], np.float64) @ to_world
         flip_normals = p.bool("flip_normals", False)
         face_normals = False
         if t in ("obj", "ply", "serialized"):
@@ -904,9 +945,12 @@ class _Loader:
             emitter=emitter,
             id=sid,
         )
-        self.register(d, "shapes", shape_index)
+        if instance is None:
+            self.register(d, "shapes", shape_index)
+        elif sid is not None:
+            self.ids[sid] = ("shapes", shape_index)
         self.shapes.append(mesh)
-        self.shape_dicts.append(d)
+        self.shape_dicts.append(d if instance is None else instance[2])
 
     def read_mesh(self, p: _Obj, filename: str):
         path = os.path.abspath(os.path.expanduser(filename))
