@@ -36,6 +36,7 @@ from jaxrender.scene import (
     RoughDielectric,
     RoughPlastic,
     Principled,
+    PrincipledThin,
     Scene,
     SpotLight,
     Texture,
@@ -66,7 +67,7 @@ __all__ = [
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
     "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "Film", "ReconstructionFilter", "IntegratorConfig",
-    "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Principled", "Dielectric",
+    "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Principled", "PrincipledThin", "Dielectric",
     "RoughDielectric", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "Texture", "ConstantTexture", "BitmapTexture", "CheckerboardTexture",
     "Emitter", "AreaLight", "PointLight", "SpotLight", "DirectionalLight", "ConstantEmitter",

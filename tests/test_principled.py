@@ -46,6 +46,21 @@ CASES = {
 }
 
 
+THIN_CASES = {
+    "thin_default": {},
+    "thin_leaf": {"base_color": {"type": "rgb", "value": [0.3, 0.7, 0.2]}, "diff_trans": 0.8, "roughness": 0.4,
+                  "sheen": 0.5, "sheen_tint": 0.5, "flatness": 0.4},
+    "thin_all": {"base_color": {"type": "bitmap", "raw": True, "filter_type": "nearest", "data": TEX},
+                 "spec_trans": 0.6, "roughness": 0.3, "eta": 1.33, "anisotropic": 0.5, "spec_tint": 0.4,
+                 "diff_trans": 1.2, "specular_reflectance_sampling_rate": 0.5,
+                 "diffuse_transmittance_sampling_rate": 2.0},
+}
+
+
+def _plugin(case):
+    return ("principledthin", THIN_CASES[case]) if case in THIN_CASES else ("principled", CASES[case])
+
+
 def _mitsuba_dict(mi, d):
     out = {}
     for k, v in d.items():
@@ -74,19 +89,19 @@ def _inputs(n, seed):
     return wi.astype(f), wo.astype(f), uv, rng.uniform(size=n).astype(f), rng.uniform(size=(n, 2)).astype(f)
 
 
-def _triple(spec, uv):
-    scene = jr.load_dict({"type": "scene", "b": dict({"type": "principled"}, **spec)})
+def _triple(spec, uv, plugin="principled"):
+    scene = jr.load_dict({"type": "scene", "b": dict({"type": plugin}, **spec)})
     return bsdf_triple(scene.bsdfs[0], jnp.asarray(uv))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(THIN_CASES))
 def test_matches_mitsuba_plugin(case):
     mi = pytest.importorskip("mitsuba")
     mi.set_variant("scalar_rgb")
-    spec = CASES[case]
+    plugin, spec = _plugin(case)
     n = 96
     wi, wo, uv, u1, u2 = _inputs(n, len(case))
-    b = mi.load_dict(dict({"type": "principled"}, **_mitsuba_dict(mi, spec)))
+    b = mi.load_dict(dict({"type": plugin}, **_mitsuba_dict(mi, spec)))
     ctx = mi.BSDFContext()
     si = mi.SurfaceInteraction3f()
     si.n = mi.Normal3f(0, 0, 1)
@@ -103,13 +118,15 @@ def test_matches_mitsuba_plugin(case):
         ref["spdf"].append(bs.pdf)
     ref = {k: np.array(v, np.float32) for k, v in ref.items()}
 
-    t = _triple(spec, uv)
+    t = _triple(spec, uv, plugin)
     ev = np.asarray(t.eval(jnp.asarray(wi), jnp.asarray(wo)))
     pdf = np.asarray(t.pdf(jnp.asarray(wi), jnp.asarray(wo)))
     s = t.sample(jnp.asarray(wi), jnp.asarray(u1), jnp.asarray(u2))
     scale = max(np.abs(ref["eval"]).max(), 1e-3)
     np.testing.assert_allclose(ev, ref["eval"], rtol=1e-4, atol=1e-5 * scale)
-    assert (ref["eval"] > 0).any() and (ref["eval"] == 0).any()
+    # Both sides of the masks are exercised (a sheet that transmits
+    # diffusely has no zero).
+    assert (ref["eval"] > 0).any() and ((ref["eval"] == 0).any() or "diff_trans" in spec)
     # Mitsuba reports a pdf for a back-side wi of a BSDF without
     # transmission, whose value there is 0 and which `sample` never
     # returns; ours is 0 there.
@@ -130,16 +147,19 @@ def test_matches_mitsuba_plugin(case):
     np.testing.assert_allclose(np.asarray(s.pdf)[valid], ref["spdf"][valid], rtol=2e-4)
 
 
+@pytest.mark.parametrize("plugin", ["principled", "principledthin"])
 @pytest.mark.parametrize("front", [True, False])
-def test_sampling_reproduces_the_albedo(front):
+def test_sampling_reproduces_the_albedo(front, plugin):
     """The mean sample weight is the integral of eval over the sphere (so
     the pdf a sample reports is the density it was drawn from), for every
-    lobe at once, from the front and (transmission only) from behind."""
+    lobe at once, from the front and from behind (principled: its
+    transmission lobe; principledthin: the same on both sides)."""
     N = 1 << 19
     # Rough enough that a uniform estimate of the integral is not dominated
     # by a few samples in a narrow specular peak.
-    spec = dict(CASES["all"], roughness=0.6)
-    t = _triple(spec, np.full((N, 2), 0.5, np.float32))
+    spec = dict(CASES["all"] if plugin == "principled" else THIN_CASES["thin_all"], roughness=0.6)
+    spec.pop("base_color")
+    t = _triple(spec, np.full((N, 2), 0.5, np.float32), plugin)
     wi = jnp.broadcast_to(jnp.asarray(_unit(np.array([0.3, -0.2, 0.9 if front else -0.9])), jnp.float32), (N, 3))
     u = jax.random.uniform(jax.random.key(1), (N, 3))
     s = t.sample(wi, u[:, 0], u[:, 1:])
@@ -155,9 +175,10 @@ def test_sampling_reproduces_the_albedo(front):
 def test_parameter_names_and_loader():
     mi = pytest.importorskip("mitsuba")
     mi.set_variant("scalar_rgb")
-    for spec, key in ((CASES["all"], "specular"), (CASES["glass"], "eta")):
-        ours = jr.traverse(jr.load_dict({"type": "scene", "b": dict({"type": "principled", "id": "b"}, **spec)}))
-        params = mi.traverse(mi.load_dict({"type": "scene", "b": dict({"type": "principled"}, **spec)}))
+    for plugin, spec, key in (("principled", CASES["all"], "specular"), ("principled", CASES["glass"], "eta"),
+                              ("principledthin", THIN_CASES["thin_leaf"], "eta")):
+        ours = jr.traverse(jr.load_dict({"type": "scene", "b": dict({"type": plugin, "id": "b"}, **spec)}))
+        params = mi.traverse(mi.load_dict({"type": "scene", "b": dict({"type": plugin}, **spec)}))
         theirs = {k for k in params.keys() if params.flags(k) & int(mi.ParamFlags.NonDifferentiable) == 0}
         assert set(ours) == theirs
         assert key in {k.split(".")[1] for k in ours}
@@ -178,6 +199,8 @@ def test_parameter_names_and_loader():
     error({"eta": -1.0}, '"eta"')
     error({"main_specular_sampling_rate": 0.0, "clearcoat_sampling_rate": 0.0,
            "diffuse_reflectance_sampling_rate": 0.0}, "sampling rates")
+    with pytest.raises(ValueError, match="diff_trans"):
+        jr.load_dict({"type": "scene", "b": {"type": "principledthin", "diff_trans": 2.5}})
 
 
 def test_derivatives_match_finite_differences():

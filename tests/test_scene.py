@@ -1066,10 +1066,10 @@ def test_unknown_and_unsupported_plugins():
     _raises({"type": "scene", "b": {"type": "fancy_velvet", "__source__": "s.xml:18", "__tag__": "bsdf"}},
             "fancy_velvet", r"s\.xml:18")
     _raises({"type": "scene", "s": {"type": "sphre"}}, "sphre", "did you mean 'sphere'")
-    _raises({"type": "scene", "s": {"type": "shapegroup", "__source__": "s.xml:3"}},
-            "shapegroup", "not supported", r"s\.xml:3")
-    _raises({"type": "scene", "s": {"type": "rectangle", "bsdf": {"type": "principledthin"}}},
-            "principledthin", "not supported")
+    _raises({"type": "scene", "s": {"type": "bsplinecurve", "__source__": "s.xml:3"}},
+            "bsplinecurve", "not supported", r"s\.xml:3")
+    _raises({"type": "scene", "s": {"type": "rectangle", "bsdf": {"type": "hair"}}},
+            "hair", "not supported")
     _raises({"type": "scene", "s": {"type": "diffuse", "__tag__": "shape", "__source__": "s.xml:4"}},
             "diffuse", "bsdf", r"s\.xml:4")
     _raises({"type": "scenery"}, "scene")

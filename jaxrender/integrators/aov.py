@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxrender.integrators.bsdfs import nested_bsdfs, texture_at, unit_weight
 from jaxrender.integrators.interaction import surface_interaction, trace
-from jaxrender.scene import BlendBSDF, BumpMap, Diffuse, Mask, NormalMap, Plastic, Principled, RoughPlastic, TwoSided
+from jaxrender.scene import BlendBSDF, BumpMap, Diffuse, Mask, NormalMap, Plastic, Principled, PrincipledThin, RoughPlastic, TwoSided
 from jaxrender.scene.scene import AOV_ALIASES as _ALIASES
 from jaxrender.scene.scene import AOV_CHANNELS as _CHANNELS
 
@@ -55,7 +55,7 @@ def _diffuse_reflectance(b, uv):
     (N, 3), or None where the BSDF has no diffuse part."""
     if isinstance(b, Diffuse):
         return texture_at(b.reflectance, uv)
-    if isinstance(b, Principled):
+    if isinstance(b, (Principled, PrincipledThin)):
         return texture_at(b.base_color, uv)
     if isinstance(b, (Plastic, RoughPlastic)):
         return texture_at(b.diffuse_reflectance, uv)

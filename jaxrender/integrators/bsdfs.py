@@ -30,6 +30,7 @@ from jaxrender.scene import (
     RoughDielectric,
     RoughPlastic,
     Principled,
+    PrincipledThin,
     Scene,
     ThinDielectric,
     TwoSided,
@@ -85,10 +86,13 @@ _KINDS = {
     RoughDielectric: (bm.eval_roughdielectric, bm.pdf_roughdielectric, bm.sample_roughdielectric),
     ThinDielectric: (bm.eval_thindielectric, bm.pdf_thindielectric, bm.sample_thindielectric),
     Principled: (pr.eval_principled, pr.pdf_principled, pr.sample_principled),
+    PrincipledThin: (pr.eval_principledthin, pr.pdf_principledthin, pr.sample_principledthin),
 }
 
 _PRINCIPLED_SCALARS = ("roughness", "anisotropic", "metallic", "spec_trans", "spec_tint", "sheen",
                        "sheen_tint", "flatness", "clearcoat", "clearcoat_gloss")
+_THIN_SCALARS = ("roughness", "anisotropic", "spec_trans", "spec_tint", "sheen", "sheen_tint", "flatness",
+                 "diff_trans", "eta")
 
 
 def bsdf_params(bsdf, uv):
@@ -138,6 +142,12 @@ def bsdf_params(bsdf, uv):
         args = (texture_at(bsdf.base_color, uv),) + tuple(
             texture_value1(getattr(bsdf, name), uv) for name in _PRINCIPLED_SCALARS) + (eta,)
         return (Principled, rates), args, {"rates": rates}
+    if isinstance(bsdf, PrincipledThin):
+        rates = (bsdf.specular_reflectance_sampling_rate, bsdf.specular_transmittance_sampling_rate,
+                 bsdf.diffuse_reflectance_sampling_rate, bsdf.diffuse_transmittance_sampling_rate)
+        args = (texture_at(bsdf.base_color, uv),) + tuple(
+            texture_value1(getattr(bsdf, name), uv) for name in _THIN_SCALARS)
+        return (PrincipledThin, rates), args, {"rates": rates}
     raise TypeError(f"no shading model for BSDF {type(bsdf).__name__}")
 
 
@@ -171,7 +181,7 @@ def needs_tangents(scene) -> bool:
     def visit(b):
         if isinstance(b, (NormalMap, BumpMap)) or getattr(b, "alpha_v", None) is not None:
             return True
-        if isinstance(b, Principled) and not _zero_constant(b.anisotropic):
+        if isinstance(b, (Principled, PrincipledThin)) and not _zero_constant(b.anisotropic):
             return True
         return any(visit(x) for x in nested_bsdfs(b))
     return any(visit(b) for b in scene.bsdfs)

@@ -48,6 +48,7 @@ from jaxrender.integrators._math import (
 )
 from jaxrender.integrators.bsdf_math import (
     DIFFUSE_REFLECTION,
+    DIFFUSE_TRANSMISSION,
     GLOSSY_REFLECTION,
     GLOSSY_TRANSMISSION,
     BSDFSample,
@@ -64,7 +65,8 @@ from jaxrender.integrators.warp import (
     square_to_cosine_hemisphere_pdf,
 )
 
-__all__ = ["eval_principled", "pdf_principled", "sample_principled", "specular_to_eta", "RATES"]
+__all__ = ["eval_principled", "pdf_principled", "sample_principled", "specular_to_eta", "RATES",
+           "eval_principledthin", "pdf_principledthin", "sample_principledthin", "THIN_RATES"]
 
 RATES = (1.0, 1.0, 1.0)
 """Default sampling rates (main specular, clearcoat, diffuse reflection)."""
@@ -333,3 +335,159 @@ def sample_principled(base_color, roughness, anisotropic, metallic, spec_trans, 
     weight = value * safe_div(1.0, pdf)[..., None]
     flags = jnp.where(pick_d, DIFFUSE_REFLECTION, jnp.where(pick_t, GLOSSY_TRANSMISSION, GLOSSY_REFLECTION))
     return _finish(wo, weight, pdf, jnp.where(pick_t, eta_it, 1.0), flags, valid)
+
+
+# --------------------------------------------------------------------------
+# principledthin: the thin-surface variant (Mitsuba's principledthin.cpp).
+# Symmetric: both sides see the same BSDF (wi is turned to the front and
+# wo with it). Lobes: diffuse reflection with retro-reflection, flatness and
+# sheen, Lambertian diffuse transmission (diff_trans, in [0, 2] as Mitsuba
+# takes it, halved), and spec_trans-weighted GGX reflection and a
+# "transmission" that reflects about a normal of a roughness scaled by
+# (0.65 eta - 0.35) and mirrors the result through the surface (no
+# refraction in a thin sheet).
+
+THIN_RATES = (1.0, 1.0, 1.0, 1.0)
+"""Default sampling rates (specular reflection, specular transmission,
+diffuse reflection, diffuse transmission)."""
+
+
+class _ThinSetup:
+    def __init__(self, params, wi, rates):
+        (self.base_color, self.roughness, anisotropic, self.spec_trans, self.spec_tint, self.sheen,
+         self.sheen_tint, self.flatness, diff_trans, eta) = params
+        self.eta = as_float(eta)
+        self.diff_trans = 0.5 * as_float(diff_trans)
+        self.cos_i = _cos(wi)
+        self.wi = mulsign(wi, self.cos_i[..., None])
+        self.refl = Microfacet.create("ggx", *_dist_params(anisotropic, self.roughness))
+        scaled = (0.65 * self.eta - 0.35) * self.roughness
+        self.trans = Microfacet.create("ggx", *_dist_params(anisotropic, scaled))
+        r_rate, t_rate, dr_rate, dt_rate = rates
+        st, dt = self.spec_trans, self.diff_trans
+        p = (st * r_rate / 2, st * t_rate / 2, dr_rate * (1 - st) * (1 - dt), dt_rate * (1 - st) * dt)
+        inv = safe_div(1.0, p[0] + p[1] + p[2] + p[3])
+        self.p_r, self.p_t, self.p_dr, self.p_dt = (x * inv for x in p)
+
+    def turn(self, wo):
+        """wo in the frame where wi is in front; (wo_t, the half-vector of
+        wi and wo_t mirrored up)."""
+        wo_t = mulsign(wo, self.cos_i[..., None])
+        wo_r = vec3(wo_t[..., 0], wo_t[..., 1], jnp.abs(wo_t[..., 2]))
+        return wo_t, safe_normalize(self.wi + wo_r), wo_r
+
+
+def eval_principledthin(base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint,
+                        flatness, diff_trans, eta, wi, wo, *, rates=THIN_RATES):
+    """The thin principled BSDF's value times |cos(theta_o)| (radiance mode).
+
+    Args:
+      base_color: (..., 3). All parameters are differentiable.
+      roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint,
+        flatness: (...) in [0, 1]; diff_trans: (...) in [0, 2]; eta:
+        (...) the sheet's relative IOR (Mitsuba's `eval_1` of each texture).
+      wi, wo: (..., 3) local directions (either side).
+      rates: static sampling rates (unused here).
+    Returns:
+      (..., 3).
+    """
+    del rates
+    wi, wo = as_float(wi), as_float(wo)
+    batch = _batch(wi, wo)
+    s = _ThinSetup((base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint, flatness,
+                    diff_trans, eta), wi, THIN_RATES)
+    base = _rgb(base_color, batch)
+    active = s.cos_i != 0
+    cos_i = jnp.abs(s.cos_i)
+    wo_t, wh, _ = s.turn(wo)
+    cos_o = _cos(wo_t)
+    reflect_, refract_ = cos_o > 0, cos_o < 0
+    st, dt = s.spec_trans, s.diff_trans
+    spec_r = active & (st > 0) & reflect_ & _mac_mic(wh, s.wi, wo_t, cos_i, True)
+    spec_t = active & refract_ & (st > 0) & _mac_mic(wh, s.wi, wo_t, cos_i, False)
+    diff_r = active & reflect_ & (st < 1) & (dt < 1)
+    diff_t = active & refract_ & (st < 1) & (dt > 0)
+    wi_h = dot(s.wi, wh)
+    f = fresnel_dielectric(wi_h, s.eta)[0]
+    c_tint = _tint(base)
+    r0 = c_tint * ((s.eta - 1.0) / (s.eta + 1.0))[..., None] ** 2
+    f_thin = _lerp(f[..., None], _schlick(r0, wi_h, s.eta), s.spec_tint[..., None])
+    value = jnp.zeros(batch + (3,), jnp.float32)
+    r = st * safe_div(s.refl.D(wh) * s.refl.G(s.wi, wo_t, wh), 4.0 * cos_i)
+    value += jnp.where(spec_r[..., None], f_thin * r[..., None], 0.0)
+    t = st * (1.0 - f) * safe_div(s.trans.D(wh) * s.trans.G(s.wi, wo_t, wh), 4.0 * cos_i)
+    value += jnp.where(spec_t[..., None], base * t[..., None], 0.0)
+
+    abs_o = jnp.abs(cos_o)
+    fo, fi = _schlick_weight(abs_o), _schlick_weight(cos_i)
+    f_diff = (1.0 - 0.5 * fi) * (1.0 - 0.5 * fo)
+    cos_d = dot(wh, wo_t)
+    rr = 2.0 * s.roughness * cos_d * cos_d
+    f_retro = rr * (fo + fi + fo * fi * (rr - 1.0))
+    fss = _lerp(1.0, 0.5 * rr, fo) * _lerp(1.0, 0.5 * rr, fi)
+    f_ss = 1.25 * (fss * (safe_div(1.0, abs_o + cos_i) - 0.5) + 0.5)
+    w = (1.0 - st) * (1.0 - dt)
+    diffuse = w * cos_o * INV_PI * _lerp(f_diff + f_retro, f_ss, s.flatness)
+    c_sheen = _lerp(1.0, c_tint, s.sheen_tint[..., None])
+    sh = s.sheen * w * _schlick_weight(jnp.abs(cos_d)) * abs_o
+    value += jnp.where(diff_r[..., None], base * diffuse[..., None] + c_sheen * sh[..., None], 0.0)
+    value += jnp.where(diff_t[..., None], base * ((1.0 - st) * dt * INV_PI * abs_o)[..., None], 0.0)
+    return value
+
+
+def _thin_pdf(s: _ThinSetup, wo):
+    wo_t, wh, wo_r = s.turn(wo)
+    cos_o = _cos(wo_t)
+    reflect_, refract_ = cos_o > 0, cos_o < 0
+    dwh_dwo = jnp.abs(safe_div(1.0, 4.0 * dot(wo_r, wh)))
+    one = jnp.ones_like(s.cos_i)
+    pdf = jnp.where(_mac_mic(wh, s.wi, wo_t, one, True) & reflect_,
+                    s.p_r * s.refl.pdf_visible(s.wi, wh) * dwh_dwo, 0.0)
+    pdf += jnp.where(_mac_mic(wh, s.wi, wo_t, one, False) & refract_,
+                     s.p_t * s.trans.pdf_visible(s.wi, wh) * dwh_dwo, 0.0)
+    pdf += jnp.where(reflect_, s.p_dr * square_to_cosine_hemisphere_pdf(wo_t), 0.0)
+    pdf += jnp.where(refract_, s.p_dt * square_to_cosine_hemisphere_pdf(-wo_t), 0.0)
+    return jnp.where(s.cos_i != 0, pdf, 0.0)
+
+
+def pdf_principledthin(base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint,
+                       flatness, diff_trans, eta, wi, wo, *, rates=THIN_RATES):
+    """Solid-angle density of `sample_principledthin` (arguments as
+    `eval_principledthin`)."""
+    wi, wo = as_float(wi), as_float(wo)
+    s = _ThinSetup((base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint, flatness,
+                    diff_trans, eta), wi, rates)
+    return _thin_pdf(s, wo)
+
+
+def sample_principledthin(base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint,
+                          flatness, diff_trans, eta, wi, u1, u2, *, rates=THIN_RATES) -> BSDFSample:
+    """Picks a lobe with u1 (specular reflection, specular transmission,
+    diffuse reflection, diffuse transmission, in Mitsuba's order and
+    probabilities) and samples it with u2; weight = eval / pdf of the
+    mixture; eta = 1 (a thin sheet bends nothing)."""
+    params = (base_color, roughness, anisotropic, spec_trans, spec_tint, sheen, sheen_tint, flatness,
+              diff_trans, eta)
+    wi = as_float(wi)
+    u1, u2 = as_float(u1), as_float(u2)
+    s = _ThinSetup(params, wi, rates)
+    pick_r = u1 < s.p_r
+    pick_t = ~pick_r & (u1 < s.p_r + s.p_t)
+    pick_dr = ~pick_r & ~pick_t & (u1 < s.p_r + s.p_t + s.p_dr)
+    m_r = s.refl.sample_visible(s.wi, u2)
+    wo_r = reflect(s.wi, m_r)
+    m_t = s.trans.sample_visible(s.wi, u2)
+    wo_t = reflect(s.wi, m_t) * jnp.array([1.0, 1.0, -1.0], jnp.float32)
+    hemi = jnp.broadcast_to(square_to_cosine_hemisphere(u2), wo_r.shape)
+    wo = jnp.where(pick_r[..., None], wo_r, jnp.where(pick_t[..., None], wo_t,
+                                                      jnp.where(pick_dr[..., None], hemi, -hemi)))
+    one = jnp.ones_like(s.cos_i)
+    valid = s.cos_i != 0
+    valid &= ~pick_r | (_mac_mic(m_r, s.wi, wo_r, one, True) & (_cos(wo_r) > 0))
+    valid &= ~pick_t | (_mac_mic(m_t, s.wi, wo_t, one, False) & (_cos(wo_t) < 0))
+    wo = mulsign(wo, s.cos_i[..., None])  # back to wi's side
+    pdf = _thin_pdf(s, wo)
+    weight = eval_principledthin(*params, wi, wo) * safe_div(1.0, pdf)[..., None]
+    flags = jnp.where(pick_r, GLOSSY_REFLECTION, jnp.where(pick_t, GLOSSY_TRANSMISSION, jnp.where(
+        pick_dr, DIFFUSE_REFLECTION, DIFFUSE_TRANSMISSION)))
+    return _finish(wo, weight, pdf, 1.0, flags, valid)

@@ -22,6 +22,7 @@ from jaxrender.scene.bsdfs import (
     RoughDielectric,
     RoughPlastic,
     Principled,
+    PrincipledThin,
     ThinDielectric,
     TwoSided,
 )
@@ -65,7 +66,7 @@ __all__ = [
     "AreaLight", "BSDF", "BitmapTexture", "CAMERAS", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
-    "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "Scene",
+    "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "PrincipledThin", "Scene",
     "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "camera_rays", "load_dict", "look_at", "replace", "rotate", "sample_ray", "scale",
     "transform_normals", "transform_points", "transform_vectors", "translate", "traverse",

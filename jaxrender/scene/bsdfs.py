@@ -230,6 +230,45 @@ class Principled(BSDF):
 
 
 @pytree
+class PrincipledThin(BSDF):
+    """Mitsuba's `principledthin`: the principled BSDF of a thin two-sided
+    sheet (leaves, paper, curtains): diffuse reflection with retro-reflection,
+    flatness and sheen, Lambertian diffuse transmission, and GGX specular
+    reflection and (unbent) transmission weighted by spec_trans.
+
+    Attributes (Textures, scalars read as Mitsuba's `eval_1`):
+      base_color: colour (default 0.5).
+      roughness: default 0.5.
+      anisotropic, spec_trans, spec_tint, sheen, sheen_tint, flatness:
+        default 0, in [0, 1].
+      diff_trans: diffuse transmission, in [0, 2] (default 0; halved, as
+        Mitsuba does).
+      eta: the sheet's relative IOR (default 1.5); it scales the specular
+        transmission's roughness by 0.65 eta - 0.35.
+      specular_reflectance_sampling_rate, specular_transmittance_sampling_rate,
+        diffuse_reflectance_sampling_rate, diffuse_transmittance_sampling_rate:
+        lobe sampling rates (static, default 1).
+      id: see `Diffuse.id`.
+    """
+
+    base_color: Texture
+    roughness: Texture
+    anisotropic: Texture
+    spec_trans: Texture
+    spec_tint: Texture
+    sheen: Texture
+    sheen_tint: Texture
+    flatness: Texture
+    diff_trans: Texture
+    eta: Texture
+    specular_reflectance_sampling_rate: float = static(default=1.0)
+    specular_transmittance_sampling_rate: float = static(default=1.0)
+    diffuse_reflectance_sampling_rate: float = static(default=1.0)
+    diffuse_transmittance_sampling_rate: float = static(default=1.0)
+    id: str | None = static(default=None)
+
+
+@pytree
 class TwoSided(BSDF):
     """Mitsuba's `twosided`: a one-sided BSDF made two-sided.
 

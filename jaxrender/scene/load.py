@@ -54,6 +54,7 @@ from jaxrender.scene.bsdfs import (
     RoughDielectric,
     RoughPlastic,
     Principled,
+    PrincipledThin,
     ThinDielectric,
     TwoSided,
     BlendBSDF,
@@ -123,7 +124,7 @@ PLUGINS = {
               "instance"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
-             "principled"),
+             "principled", "principledthin"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard"),
     "sensor": ("perspective", "thinlens", "orthographic"),
@@ -139,7 +140,7 @@ _UNSUPPORTED = {
     "shape": ("bsplinecurve", "linearcurve",
               "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
     "bsdf": ("measured", "measured_polarized",
-             "polarizer", "retarder", "circular", "pplastic", "principledthin", "hair"),
+             "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("mesh_attribute", "volume", "rawconstant"),
     "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
@@ -1082,6 +1083,19 @@ class _Loader:
         return Principled(**unit, eta=None if eta is None else _f32(eta),
                           specular=None if specular is None else _f32(specular), **rates, id=bid)
 
+    def _principledthin(self, p: _Obj, bid: str | None) -> PrincipledThin:
+        tex = {name: p.texture(name, default, bounds=UNIT) for name, default in (
+            ("base_color", 0.5), ("roughness", 0.5), ("anisotropic", 0.0), ("spec_trans", 0.0),
+            ("spec_tint", 0.0), ("sheen", 0.0), ("sheen_tint", 0.0), ("flatness", 0.0))}
+        tex["diff_trans"] = p.texture("diff_trans", 0.0, bounds=(0.0, 2.0))
+        tex["eta"] = p.texture("eta", 1.5, bounds=(1e-3, None))
+        rates = {name: p.float(name, 1.0, minimum=0.0) for name in (
+            "specular_reflectance_sampling_rate", "specular_transmittance_sampling_rate",
+            "diffuse_reflectance_sampling_rate", "diffuse_transmittance_sampling_rate")}
+        if sum(rates.values()) <= 0.0:
+            raise p.error("the sampling rates cannot all be 0")
+        return PrincipledThin(**tex, **rates, id=bid)
+
     def _build_bsdf(self, d: dict, bid: str | None) -> BSDF:
         p = _Obj(self, d, "bsdf")
         t = p.type
@@ -1160,6 +1174,8 @@ class _Loader:
             b = Null(id=bid)
         elif t == "principled":
             b = self._principled(p, bid)
+        elif t == "principledthin":
+            b = self._principledthin(p, bid)
         else:  # pragma: no cover  (category() admits only the types above)
             raise p.error(f"unhandled BSDF type {t}")
         p.finish()

@@ -38,6 +38,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | Mask | opacity.*, nested_bsdf.<...> |
 | NormalMap | normalmap.*, nested_bsdf.<...> |
 | BumpMap | nested_texture.*, nested_bsdf.<...> |
+| PrincipledThin | base_color.*, roughness.*, anisotropic.*, spec_trans.*, spec_tint.*, sheen.*, sheen_tint.*, flatness.*, diff_trans.*, eta.* |
 | Principled | base_color.*, roughness.*, anisotropic.*, metallic.*, spec_trans.*, spec_tint.*, sheen.*, sheen_tint.*, flatness.*, clearcoat.*, clearcoat_gloss.*, and eta or specular (whichever the scene gave) |
 | AreaLight | radiance.* |
 | PointLight | intensity.value, position (3,) |
