@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     rp.add_argument("scene", help="Mitsuba XML file or built-in scene name (e.g. cbox)")
     rp.add_argument("-o", "--output", required=True, help="output image (.exr, .png or .jpg)")
     rp.add_argument("--spp", type=int, default=None, help="samples per pixel (default: the scene's)")
-    rp.add_argument("--integrator", default=None, metavar="{path,direct,prb,aov:TYPES}",
+    rp.add_argument("--integrator", default=None, metavar="{path,direct,prb,depth,aov:TYPES}",
                     help="integrator (default: the scene's); aov:TYPES renders arbitrary output variables, "
                     "e.g. aov:depth,nn (more than 3 channels need an .exr output: one named channel each)")
     rp.add_argument("--max-depth", type=int, default=None, help="longest path (-1: unbounded)")

@@ -39,13 +39,16 @@ def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
     if isinstance(integrator, str):
         if integrator in ("path", "direct", "prb"):
             return dataclasses.replace(scene.integrator, type=integrator)
+        if integrator == "depth":
+            return IntegratorConfig(type="depth")
         if integrator.startswith("aov:"):
             # "aov:depth,nn" or Mitsuba's "aov:d:depth,n:sh_normal"
             items = [x for x in integrator[4:].split(",") if x]
             aovs = ",".join(x if ":" in x else f"{x}:{x}" for x in items)
             return IntegratorConfig(type="aov", aovs=aovs)
         raise ValueError(
-            f"integrator must be 'path', 'prb', 'direct', 'aov:<types>' (or an IntegratorConfig), got {integrator!r}")
+            f"integrator must be 'path', 'prb', 'direct', 'depth', 'aov:<types>' (or an IntegratorConfig), "
+            f"got {integrator!r}")
     raise TypeError(f"integrator must be None, a name or an IntegratorConfig, got {type(integrator).__name__}")
 
 
@@ -72,7 +75,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         textures, emitters, vertex positions, `to_world`, camera `to_world`
         and `fov`); derivatives are the interior ones (visibility held
         fixed: silhouettes and shadow edges do not move).
-      integrator: None (the scene's), "path", "prb", "direct", "aov:<types>"
+      integrator: None (the scene's), "path", "prb", "direct", "depth"
+        (Mitsuba's: the first hit's distance in all channels), "aov:<types>"
         or an IntegratorConfig. "prb" renders path's image and differentiates
         it in reverse mode by path replay (Mitsuba's `prb`): gradient memory
         independent of max_depth, and faster; it has no forward mode (use
@@ -147,8 +151,14 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
             raise ValueError(f"{name} must be in [-2^31, 2^32) (JAX keys hold 32 bits), got {value}")
     check_supported(scene)
     cfg = integrator_config(scene, integrator)
+    if cfg.type == "depth":
+        # Mitsuba's `depth`: the distance to the first hit (0 for a miss) in
+        # all three channels, i.e. the depth AOV.
+        image = render(scene, IntegratorConfig(type="aov", aovs="depth:depth"), sensor=sensor, spp=spp, key=key,
+                       seed=seed, key_grad=key_grad, seed_grad=seed_grad, spp_grad=spp_grad, boundary=boundary)
+        return jnp.repeat(image, 3, axis=-1)
     if cfg.type not in ("path", "prb", "direct", "aov"):
-        raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, aov are)")
+        raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, depth, aov are)")
     camera = _camera(scene, sensor)
     spp = _positive(camera.sample_count if spp is None else spp, "spp")
     if key is None:

@@ -131,7 +131,7 @@ PLUGINS = {
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
-    "integrator": ("path", "direct", "aov", "prb", "prb_basic", "prb_projective",
+    "integrator": ("path", "direct", "aov", "depth", "prb", "prb_basic", "prb_projective",
                    "direct_projective", "volpath", "volpathmis"),
 }
 
@@ -145,7 +145,7 @@ _UNSUPPORTED = {
     "texture": ("mesh_attribute", "volume", "rawconstant"),
     "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
     "film": ("specfilm",),
-    "integrator": ("ptracer", "depth", "moment", "stokes", "volprim_rf_basic"),
+    "integrator": ("ptracer", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
     "phase": ("isotropic", "hg", "rayleigh", "sggx", "tabphase", "blendphase"),
     "volume": ("constvolume", "gridvolume"),
@@ -1456,6 +1456,9 @@ class _Loader:
                 raise p.error("aov takes at most one nested integrator")
             inner = self.build_integrator(nested[0][1]) if nested else None
             return IntegratorConfig(type="aov", aovs=aovs, nested=inner)
+        if t == "depth":
+            p.finish()
+            return IntegratorConfig(type="depth")
         hide = p.bool("hide_emitters", False)
         if t in ("direct", "direct_projective"):
             shading = p.int("shading_samples", 1, minimum=0)

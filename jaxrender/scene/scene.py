@@ -26,7 +26,9 @@ class IntegratorConfig:
 
     type: "path" (also for Mitsuba's `prb`, `prb_basic`, `prb_projective`,
       `volpath`, `volpathmis`: the same estimate without media), "direct"
-      (also `direct_projective`) or "aov". A scene without an integrator gets
+      (also `direct_projective`), "depth" (Mitsuba's: the distance to the
+      first hit, 0 for a miss, in all three channels) or "aov". A scene
+      without an integrator gets
       "path" with the defaults below. "prb" (set in code, e.g.
       `render(scene, "prb")`) is "path" with path replay as its reverse-mode
       derivative (see `jaxrender.integrators.prb`).
