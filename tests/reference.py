@@ -212,3 +212,27 @@ def rel_mae(x, y):
     the metric of the comparisons with Mitsuba (test_render, test_grad_mitsuba)."""
     x, y = downsample(np.asarray(x)), downsample(np.asarray(y))
     return float(np.mean(np.abs(x - y)) / np.mean(np.abs(y) + 1e-3))
+
+
+def mitsuba_bsdf_queries(mi, bsdf, wi, wo, uv, u1, u2):
+    """A Mitsuba BSDF plugin's eval, pdf and sample, point by point, in the
+    local frame (normal +z, dp_du +x), at uvs uv (N, 2), directions wi, wo
+    (N, 3) and random numbers u1 (N,), u2 (N, 2): the reference that the
+    plugin tests compare `bsdf_triple` with. Returns float32 arrays
+    {"eval", "pdf", "wo", "weight", "spdf"} (the last three of `sample`)."""
+    ctx = mi.BSDFContext()
+    si = mi.SurfaceInteraction3f()
+    si.n = mi.Normal3f(0, 0, 1)
+    si.sh_frame = mi.Frame3f(si.n)
+    si.dp_du = mi.Vector3f(1, 0, 0)
+    ref = {k: [] for k in ("eval", "pdf", "wo", "weight", "spdf")}
+    for k in range(len(wi)):
+        si.uv = mi.Point2f(uv[k])
+        si.wi = mi.Vector3f(wi[k])
+        ref["eval"].append(np.array(bsdf.eval(ctx, si, mi.Vector3f(wo[k]))))
+        ref["pdf"].append(bsdf.pdf(ctx, si, mi.Vector3f(wo[k])))
+        bs, w = bsdf.sample(ctx, si, float(u1[k]), mi.Point2f(u2[k]))
+        ref["wo"].append(np.array(bs.wo))
+        ref["weight"].append(np.array(w))
+        ref["spdf"].append(bs.pdf)
+    return {k: np.array(v, np.float32) for k, v in ref.items()}

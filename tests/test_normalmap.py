@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import mitsuba_bsdf_queries
 
 import jaxrender as jr
 from jaxrender.integrators.bsdfs import bsdf_triple
@@ -68,23 +69,8 @@ def test_normalmap_matches_mitsuba(nested):
     n = 64
     wi, wo, uv, u1, u2 = _inputs(n, len(nested))
 
-    ref = {k: [] for k in ("eval", "pdf", "wo", "weight", "spdf")}
     b = mi.load_dict(dict(spec, normalmap=dict(spec["normalmap"], data=mi.TensorXf(data))))
-    ctx = mi.BSDFContext()
-    si = mi.SurfaceInteraction3f()
-    si.n = mi.Normal3f(0, 0, 1)
-    si.sh_frame = mi.Frame3f(si.n)
-    si.dp_du = mi.Vector3f(1, 0, 0)
-    for k in range(n):
-        si.uv = mi.Point2f(uv[k])
-        si.wi = mi.Vector3f(wi[k])
-        ref["eval"].append(np.array(b.eval(ctx, si, mi.Vector3f(wo[k]))))
-        ref["pdf"].append(b.pdf(ctx, si, mi.Vector3f(wo[k])))
-        bs, w = b.sample(ctx, si, float(u1[k]), mi.Point2f(u2[k]))
-        ref["wo"].append(np.array(bs.wo))
-        ref["weight"].append(np.array(w))
-        ref["spdf"].append(bs.pdf)
-    ref = {k: np.array(v) for k, v in ref.items()}
+    ref = mitsuba_bsdf_queries(mi, b, wi, wo, uv, u1, u2)
 
     # Ours, with the same texels in a bitmap texture of the scene loader.
     scene = jr.load_dict({"type": "scene", "b": dict(spec, normalmap=dict(spec["normalmap"], data=data))})

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import mitsuba_bsdf_queries
 
 import jaxrender as jr
 from jaxrender.integrators.bsdfs import bsdf_triple
@@ -102,21 +103,7 @@ def test_matches_mitsuba_plugin(case):
     n = 96
     wi, wo, uv, u1, u2 = _inputs(n, len(case))
     b = mi.load_dict(dict({"type": plugin}, **_mitsuba_dict(mi, spec)))
-    ctx = mi.BSDFContext()
-    si = mi.SurfaceInteraction3f()
-    si.n = mi.Normal3f(0, 0, 1)
-    si.sh_frame = mi.Frame3f(si.n)
-    ref = {k: [] for k in ("eval", "pdf", "wo", "weight", "spdf")}
-    for k in range(n):
-        si.uv = mi.Point2f(uv[k])
-        si.wi = mi.Vector3f(wi[k])
-        ref["eval"].append(np.array(b.eval(ctx, si, mi.Vector3f(wo[k]))))
-        ref["pdf"].append(b.pdf(ctx, si, mi.Vector3f(wo[k])))
-        bs, w = b.sample(ctx, si, float(u1[k]), mi.Point2f(u2[k]))
-        ref["wo"].append(np.array(bs.wo))
-        ref["weight"].append(np.array(w))
-        ref["spdf"].append(bs.pdf)
-    ref = {k: np.array(v, np.float32) for k, v in ref.items()}
+    ref = mitsuba_bsdf_queries(mi, b, wi, wo, uv, u1, u2)
 
     t = _triple(spec, uv, plugin)
     ev = np.asarray(t.eval(jnp.asarray(wi), jnp.asarray(wo)))

@@ -123,6 +123,20 @@ def _mac_mic(m, wi, wo, cos_i, reflection):
     return (dot(wi, m) > 0) & ((wo_m > 0) if reflection else (wo_m < 0))
 
 
+def _disney_diffuse(abs_o, abs_i, cos_d, roughness, flatness):
+    """Burley's diffuse shape (Lambert times pi): the Schlick-weighted
+    diffuse, the retro-reflection of rough surfaces, blended by flatness
+    into the Hanrahan-Krueger fake subsurface (cos_d: of the half-vector
+    and wo)."""
+    fo, fi = _schlick_weight(abs_o), _schlick_weight(abs_i)
+    f_diff = (1.0 - 0.5 * fi) * (1.0 - 0.5 * fo)
+    rr = 2.0 * roughness * cos_d * cos_d
+    f_retro = rr * (fo + fi + fo * fi * (rr - 1.0))
+    fss = _lerp(1.0, 0.5 * rr, fo) * _lerp(1.0, 0.5 * rr, fi)
+    f_ss = 1.25 * (fss * (safe_div(1.0, abs_o + abs_i) - 0.5) + 0.5)
+    return _lerp(f_diff + f_retro, f_ss, flatness)
+
+
 def _gtr1_eval(alpha, m):
     a2 = alpha * alpha
     c2 = m[..., 2] * m[..., 2]
@@ -248,16 +262,9 @@ def eval_principled(base_color, roughness, anisotropic, metallic, spec_trans, sp
     value += jnp.where(cc_on, cc, 0.0)[..., None]
 
     # Diffuse, retro-reflection and fake subsurface.
-    abs_o, abs_i = jnp.abs(cos_o), jnp.abs(cos_i)
-    fo, fi = _schlick_weight(abs_o), _schlick_weight(abs_i)
-    f_diff = (1.0 - 0.5 * fi) * (1.0 - 0.5 * fo)
+    abs_o = jnp.abs(cos_o)
     cos_d = dot(wh, wo)
-    rr = 2.0 * s.roughness * cos_d * cos_d
-    f_retro = rr * (fo + fi + fo * fi * (rr - 1.0))
-    fss90 = 0.5 * rr
-    fss = _lerp(1.0, fss90, fo) * _lerp(1.0, fss90, fi)
-    f_ss = 1.25 * (fss * (safe_div(1.0, abs_o + abs_i) - 0.5) + 0.5)
-    diffuse = s.brdf * abs_o * INV_PI * _lerp(f_diff + f_retro, f_ss, s.flatness)
+    diffuse = s.brdf * abs_o * INV_PI * _disney_diffuse(abs_o, jnp.abs(cos_i), cos_d, s.roughness, s.flatness)
     value += jnp.where(diff_on[..., None], base * diffuse[..., None], 0.0)
 
     # Sheen.
@@ -419,15 +426,9 @@ def eval_principledthin(base_color, roughness, anisotropic, spec_trans, spec_tin
     value += jnp.where(spec_t[..., None], base * t[..., None], 0.0)
 
     abs_o = jnp.abs(cos_o)
-    fo, fi = _schlick_weight(abs_o), _schlick_weight(cos_i)
-    f_diff = (1.0 - 0.5 * fi) * (1.0 - 0.5 * fo)
     cos_d = dot(wh, wo_t)
-    rr = 2.0 * s.roughness * cos_d * cos_d
-    f_retro = rr * (fo + fi + fo * fi * (rr - 1.0))
-    fss = _lerp(1.0, 0.5 * rr, fo) * _lerp(1.0, 0.5 * rr, fi)
-    f_ss = 1.25 * (fss * (safe_div(1.0, abs_o + cos_i) - 0.5) + 0.5)
     w = (1.0 - st) * (1.0 - dt)
-    diffuse = w * cos_o * INV_PI * _lerp(f_diff + f_retro, f_ss, s.flatness)
+    diffuse = w * cos_o * INV_PI * _disney_diffuse(abs_o, cos_i, cos_d, s.roughness, s.flatness)
     c_sheen = _lerp(1.0, c_tint, s.sheen_tint[..., None])
     sh = s.sheen * w * _schlick_weight(jnp.abs(cos_d)) * abs_o
     value += jnp.where(diff_r[..., None], base * diffuse[..., None] + c_sheen * sh[..., None], 0.0)
