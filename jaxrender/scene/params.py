@@ -12,6 +12,10 @@ one takes the parent's name and its role, whatever id it has of its own
 ".to_uv" (checkerboard) to the name of the parameter they fill, or to their
 own id when defined at the root ("wood.data"). A texture or BSDF used in
 several places by reference has one name; `replace` updates every use.
+The shapes of an `instance` of a `shapegroup` are meshes of their own,
+named "<instance id>.<shape id or key>" (positionally without an instance
+id): each instance's copy has its own vertex positions and to_world
+(Mitsuba's one `to_world` per instance is this to_world times the shape's).
 
 Names are unique: ids are free-form (Mitsuba restricts them no more than
 this), so an id can spell another object's name (`<shape id="Mesh[0]">`
