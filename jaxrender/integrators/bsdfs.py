@@ -19,7 +19,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxrender.integrators import bsdf_math as bm
 from jaxrender.integrators import principled as pr
 from jaxrender.integrators._math import dot, jvp_nonzero, safe_div, safe_rsqrt, squared_norm, vec3
-from jaxrender.integrators.warp import luminance, shading_frame, to_local, to_world
+from jaxrender.integrators.warp import shading_frame, to_local, to_world
 from jaxrender.scene import (
     Conductor,
     ConstantTexture,
@@ -58,12 +58,6 @@ def texture_mean(tex):
     """Mitsuba's `Texture::mean` as the plastics use it: a scalar, the channel
     average of the texture's mean over [0, 1]^2 (see `eval_texture_mean`)."""
     return jnp.mean(eval_texture_mean(tex))
-
-
-def texture_value1(tex, uv):
-    """Mitsuba's `Texture::eval_1` at uv (...): what roughness, blend
-    weights, opacities and principled's scalars read (`eval_texture_1`)."""
-    return eval_texture_1(tex, uv)
 
 
 class Triple(NamedTuple):
@@ -105,8 +99,8 @@ def bsdf_params(bsdf, uv):
         return (Conductor,), (texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
                               texture_at(bsdf.specular_reflectance, uv)), {}
     if isinstance(bsdf, RoughConductor):
-        au = texture_value1(bsdf.alpha_u, uv)
-        av = au if bsdf.alpha_v is None else texture_value1(bsdf.alpha_v, uv)
+        au = eval_texture_1(bsdf.alpha_u, uv)
+        av = au if bsdf.alpha_v is None else eval_texture_1(bsdf.alpha_v, uv)
         kw = {"distribution": bsdf.distribution}
         return (RoughConductor, bsdf.distribution), (au, av, texture_at(bsdf.eta, uv), texture_at(bsdf.k, uv),
                                                      texture_at(bsdf.specular_reflectance, uv)), kw
@@ -130,8 +124,8 @@ def bsdf_params(bsdf, uv):
         return (type(bsdf),), (_eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
                                texture_at(bsdf.specular_transmittance, uv)), {}
     if isinstance(bsdf, RoughDielectric):
-        au = texture_value1(bsdf.alpha_u, uv)
-        av = au if bsdf.alpha_v is None else texture_value1(bsdf.alpha_v, uv)
+        au = eval_texture_1(bsdf.alpha_u, uv)
+        av = au if bsdf.alpha_v is None else eval_texture_1(bsdf.alpha_v, uv)
         kw = {"distribution": bsdf.distribution}
         return (RoughDielectric, bsdf.distribution), (au, av, _eta(bsdf), texture_at(bsdf.specular_reflectance, uv),
                                                       texture_at(bsdf.specular_transmittance, uv)), kw
@@ -140,13 +134,13 @@ def bsdf_params(bsdf, uv):
                  bsdf.diffuse_reflectance_sampling_rate)
         eta = pr.specular_to_eta(bsdf.specular) if bsdf.eta is None else jnp.asarray(bsdf.eta, jnp.float32)
         args = (texture_at(bsdf.base_color, uv),) + tuple(
-            texture_value1(getattr(bsdf, name), uv) for name in _PRINCIPLED_SCALARS) + (eta,)
+            eval_texture_1(getattr(bsdf, name), uv) for name in _PRINCIPLED_SCALARS) + (eta,)
         return (Principled, rates), args, {"rates": rates}
     if isinstance(bsdf, PrincipledThin):
         rates = (bsdf.specular_reflectance_sampling_rate, bsdf.specular_transmittance_sampling_rate,
                  bsdf.diffuse_reflectance_sampling_rate, bsdf.diffuse_transmittance_sampling_rate)
         args = (texture_at(bsdf.base_color, uv),) + tuple(
-            texture_value1(getattr(bsdf, name), uv) for name in _THIN_SCALARS)
+            eval_texture_1(getattr(bsdf, name), uv) for name in _THIN_SCALARS)
         return (PrincipledThin, rates), args, {"rates": rates}
     raise TypeError(f"no shading model for BSDF {type(bsdf).__name__}")
 
@@ -231,7 +225,7 @@ def _where(mask, a, b):
 
 def unit_weight(texture, uv):
     """A blend weight or opacity texture at uv: its `eval_1` in [0, 1]."""
-    return jnp.clip(texture_value1(texture, uv), 0.0, 1.0)
+    return jnp.clip(eval_texture_1(texture, uv), 0.0, 1.0)
 
 
 def _score(p):
@@ -391,13 +385,13 @@ def _normalmap(bsdf: NormalMap, uv, local=None) -> Triple:
 
 
 def height_gradient(texture, uv):
-    """(d/du, d/dv) (..., 2) of a height texture at uv: of its first channel,
-    or of the luminance of an RGB texture (Mitsuba's `eval_1_grad`). The
+    """(d/du, d/dv) (..., 2) of a height texture at uv: of its scalar value
+    `eval_texture_1` (the luminance of an RGB bitmap; Mitsuba's
+    `eval_1_grad`). The
     derivative of the lookup itself (bilinear: the interpolant's slope;
     nearest and checkerboard: zero), differentiable in the texels."""
     def height(uv):
-        v = texture_at(texture, uv)
-        return luminance(v) if v.shape[-1] == 3 else v[..., 0]
+        return eval_texture_1(texture, uv)
 
     ones, zeros = jnp.ones(uv.shape[:-1], uv.dtype), jnp.zeros(uv.shape[:-1], uv.dtype)
     _, du = jax.jvp(height, (uv,), (jnp.stack([ones, zeros], -1),))

@@ -441,10 +441,10 @@ def _thin_pdf(s: _ThinSetup, wo):
     cos_o = _cos(wo_t)
     reflect_, refract_ = cos_o > 0, cos_o < 0
     dwh_dwo = jnp.abs(safe_div(1.0, 4.0 * dot(wo_r, wh)))
-    one = jnp.ones_like(s.cos_i)
-    pdf = jnp.where(_mac_mic(wh, s.wi, wo_t, one, True) & reflect_,
+    front = _cos(s.wi)  # wi turned to the front: Mitsuba passes wi.z
+    pdf = jnp.where(_mac_mic(wh, s.wi, wo_t, front, True) & reflect_,
                     s.p_r * s.refl.pdf_visible(s.wi, wh) * dwh_dwo, 0.0)
-    pdf += jnp.where(_mac_mic(wh, s.wi, wo_t, one, False) & refract_,
+    pdf += jnp.where(_mac_mic(wh, s.wi, wo_t, front, False) & refract_,
                      s.p_t * s.trans.pdf_visible(s.wi, wh) * dwh_dwo, 0.0)
     pdf += jnp.where(reflect_, s.p_dr * square_to_cosine_hemisphere_pdf(wo_t), 0.0)
     pdf += jnp.where(refract_, s.p_dt * square_to_cosine_hemisphere_pdf(-wo_t), 0.0)
@@ -482,10 +482,10 @@ def sample_principledthin(base_color, roughness, anisotropic, spec_trans, spec_t
     hemi = jnp.broadcast_to(square_to_cosine_hemisphere(u2), wo_r.shape)
     wo = jnp.where(pick_r[..., None], wo_r, jnp.where(pick_t[..., None], wo_t,
                                                       jnp.where(pick_dr[..., None], hemi, -hemi)))
-    one = jnp.ones_like(s.cos_i)
+    front = _cos(s.wi)  # wi turned to the front: Mitsuba passes wi.z
     valid = s.cos_i != 0
-    valid &= ~pick_r | (_mac_mic(m_r, s.wi, wo_r, one, True) & (_cos(wo_r) > 0))
-    valid &= ~pick_t | (_mac_mic(m_t, s.wi, wo_t, one, False) & (_cos(wo_t) < 0))
+    valid &= ~pick_r | (_mac_mic(m_r, s.wi, wo_r, front, True) & (_cos(wo_r) > 0))
+    valid &= ~pick_t | (_mac_mic(m_t, s.wi, wo_t, front, False) & (_cos(wo_t) < 0))
     wo = mulsign(wo, s.cos_i[..., None])  # back to wi's side
     pdf = _thin_pdf(s, wo)
     weight = eval_principledthin(*params, wi, wo) * safe_div(1.0, pdf)[..., None]

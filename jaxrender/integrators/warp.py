@@ -39,6 +39,7 @@ from jaxrender.integrators._math import (
     vec2,
     vec3,
 )
+from jaxrender.scene.textures import luminance  # defined with the textures' eval_1, which reads it
 
 __all__ = [
     "square_to_uniform_disk_concentric",
@@ -281,13 +282,6 @@ def to_world(frame, v):
 
 # --------------------------------------------------------------------------
 # Piecewise-constant 2D distribution (environment-map importance sampling).
-
-
-def luminance(rgb):
-    """Luminance of linear sRGB/Rec.709 colours (..., 3) -> (...), as Mitsuba's
-    `luminance` (0.212671 R + 0.715160 G + 0.072169 B)."""
-    rgb = as_float(rgb)
-    return rgb[..., 0] * 0.212671 + rgb[..., 1] * 0.715160 + rgb[..., 2] * 0.072169
 
 
 def _search(cdf, offset, count, x):

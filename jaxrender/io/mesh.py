@@ -142,6 +142,23 @@ def _check_finite(arr: np.ndarray, what: str, path: str, lines: np.ndarray | Non
         )
 
 
+def _check_arrays(path: str, vertices, normals, texcoords, faces, label: str = "") -> None:
+    """Finite numbers, and faces (T, 3) that index the vertices; `label`
+    prefixes the face message (e.g. which mesh of the file)."""
+    _check_finite(vertices, "vertex", path)
+    if normals is not None:
+        _check_finite(normals, "normal", path)
+    if texcoords is not None:
+        _check_finite(texcoords, "texture coordinate", path)
+    bad = ((faces < 0) | (faces >= vertices.shape[0])).any(axis=1)
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise SceneError(
+            f"{path}: {label}triangle {t} = {faces[t].tolist()} indexes a vertex outside "
+            f"[0, {vertices.shape[0]}) ({int(bad.sum())} triangles out of range)"
+        )
+
+
 # --------------------------------------------------------------------------
 # OBJ
 
@@ -501,18 +518,7 @@ def read_ply(path) -> MeshData:
                 f"(face indices stored as {flat.dtype.name}; {int(bad.sum())} bad in all)"
             )
     faces = flat.astype(np.int64)[_fan(counts)]
-    _check_finite(vertices, "vertex", path)
-    if normals is not None:
-        _check_finite(normals, "normal", path)
-    if texcoords is not None:
-        _check_finite(texcoords, "texture coordinate", path)
-    bad = (faces < 0) | (faces >= vertices.shape[0])
-    if bad.any():
-        t = int(np.argmax(bad.any(axis=1)))
-        raise SceneError(
-            f"{path}: triangle {t} = {faces[t].tolist()} indexes a vertex outside "
-            f"[0, {vertices.shape[0]}) ({int(bad.any(axis=1).sum())} triangles out of range)"
-        )
+    _check_arrays(path, vertices, normals, texcoords, faces)
     return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
 
 
@@ -918,16 +924,7 @@ def read_serialized(path, shape_index: int = 0) -> MeshData:
     faces = np.frombuffer(take(nf * 12, "faces"), "<u4").reshape(nf, 3).astype(np.int64)
     if nf == 0:
         raise SceneError(f"{path}: mesh {shape_index} has no faces")
-    _check_finite(vertices, "vertex", path)
-    if normals is not None:
-        _check_finite(normals, "normal", path)
-    if texcoords is not None:
-        _check_finite(texcoords, "texture coordinate", path)
-    bad = (faces >= nv).any(axis=1)
-    if bad.any():
-        t = int(np.argmax(bad))
-        raise SceneError(f"{path}: mesh {shape_index}: triangle {t} = {faces[t].tolist()} indexes a vertex "
-                         f"outside [0, {nv}) ({int(bad.sum())} triangles out of range)")
+    _check_arrays(path, vertices, normals, texcoords, faces, f"mesh {shape_index}: ")
     return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
 
 

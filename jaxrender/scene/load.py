@@ -111,6 +111,19 @@ def _scene_error_type():
     return SceneError
 
 
+def _three_floats(value) -> np.ndarray | None:
+    """An rgb value (3 numbers, or one for gray) as float32 (3,), or None."""
+    if isinstance(value, str):
+        return None
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if v.shape not in ((), (1,), (3,)):
+        return None
+    return np.broadcast_to(v.reshape(-1), (3,)).astype(np.float32)
+
+
 def _warn(message: str) -> None:
     try:
         from jaxrender.io import SceneWarning
@@ -438,13 +451,9 @@ class _Obj:
             if extra:
                 raise self.error(f'parameter "{name}": {vtype} has unknown entries {sorted(extra)}')
             if vtype == "rgb":
-                try:
-                    v = np.asarray(inner, dtype=np.float64)
-                except (TypeError, ValueError):
-                    v = None
-                if v is None or isinstance(inner, str) or v.shape not in ((), (1,), (3,)):
+                v = _three_floats(inner)
+                if v is None:
                     raise self.error(f'parameter "{name}": rgb value must be 3 floats, got {_describe(inner)}')
-                v = np.broadcast_to(v.reshape(-1), (3,)).astype(np.float32)
             else:
                 if not _is_number(inner):
                     raise self.error(
@@ -477,13 +486,10 @@ class _Obj:
         c = value["color"]
         if isinstance(c, dict) and c.get("type") == "rgb":  # <rgb name="color" .../> in XML
             c = c.get("value")
-        try:
-            v = np.asarray(c, dtype=np.float64)
-        except (TypeError, ValueError):
-            v = None
-        if v is None or isinstance(c, str) or v.shape not in ((), (1,), (3,)) or not np.all(np.isfinite(v)):
+        v = _three_floats(c)
+        if v is None or not np.all(np.isfinite(v)):
             raise self.error(f'parameter "{name}": srgb "color" must be 3 finite floats, got {_describe(c)}')
-        return np.broadcast_to(v.reshape(-1), (3,)).astype(np.float32)
+        return v
 
     def texture(self, name, default=_MISSING, *, spatial=True, emitter=False, bounds=None) -> Texture:
         """A texture-valued parameter: float, rgb, spectrum, or (if `spatial`)
@@ -1054,6 +1060,14 @@ class _Loader:
     def _distribution(self, p: _Obj) -> str:
         return p.str("distribution", "beckmann", choices=("beckmann", "ggx"))
 
+    def _sampling_rates(self, p: _Obj, *lobes: str) -> dict:
+        """The principled BSDFs' "<lobe>_sampling_rate" floats (>= 0, default
+        1, not all 0)."""
+        rates = {f"{lobe}_sampling_rate": p.float(f"{lobe}_sampling_rate", 1.0, minimum=0.0) for lobe in lobes}
+        if sum(rates.values()) <= 0.0:
+            raise p.error("the sampling rates cannot all be 0")
+        return rates
+
     def _principled(self, p: _Obj, bid: str | None) -> Principled:
         # Mitsuba's get_flag: a lobe is on when its parameter is given and is
         # not the float 0. Only the transmission lobe's changes a number: it
@@ -1076,10 +1090,7 @@ class _Loader:
             ("base_color", 0.5), ("roughness", 0.5), ("anisotropic", 0.0), ("metallic", 0.0),
             ("spec_trans", 0.0), ("spec_tint", 0.0), ("sheen", 0.0), ("sheen_tint", 0.0),
             ("flatness", 0.0), ("clearcoat", 0.0), ("clearcoat_gloss", 0.0))}
-        rates = {name: p.float(name, 1.0, minimum=0.0) for name in (
-            "main_specular_sampling_rate", "clearcoat_sampling_rate", "diffuse_reflectance_sampling_rate")}
-        if sum(rates.values()) <= 0.0:
-            raise p.error("the sampling rates cannot all be 0")
+        rates = self._sampling_rates(p, "main_specular", "clearcoat", "diffuse_reflectance")
         return Principled(**unit, eta=None if eta is None else _f32(eta),
                           specular=None if specular is None else _f32(specular), **rates, id=bid)
 
@@ -1089,11 +1100,8 @@ class _Loader:
             ("spec_tint", 0.0), ("sheen", 0.0), ("sheen_tint", 0.0), ("flatness", 0.0))}
         tex["diff_trans"] = p.texture("diff_trans", 0.0, bounds=(0.0, 2.0))
         tex["eta"] = p.texture("eta", 1.5, bounds=(1e-3, None))
-        rates = {name: p.float(name, 1.0, minimum=0.0) for name in (
-            "specular_reflectance_sampling_rate", "specular_transmittance_sampling_rate",
-            "diffuse_reflectance_sampling_rate", "diffuse_transmittance_sampling_rate")}
-        if sum(rates.values()) <= 0.0:
-            raise p.error("the sampling rates cannot all be 0")
+        rates = self._sampling_rates(p, "specular_reflectance", "specular_transmittance", "diffuse_reflectance",
+                                     "diffuse_transmittance")
         return PrincipledThin(**tex, **rates, id=bid)
 
     def _build_bsdf(self, d: dict, bid: str | None) -> BSDF:

@@ -223,6 +223,15 @@ def eval_texture(texture: Texture, uv) -> jax.Array:
     raise TypeError(f"eval_texture: unsupported texture type {type(texture).__name__}")
 
 
+def luminance(rgb) -> jax.Array:
+    """Luminance of linear sRGB/Rec.709 colours (..., 3) -> (...), as Mitsuba's
+    `luminance` (0.212671 R + 0.715160 G + 0.072169 B)."""
+    rgb = jnp.asarray(rgb)
+    if not jnp.issubdtype(rgb.dtype, jnp.floating):
+        rgb = rgb.astype(jnp.float32)
+    return rgb[..., 0] * 0.212671 + rgb[..., 1] * 0.715160 + rgb[..., 2] * 0.072169
+
+
 def _value1(v) -> jax.Array:
     # A constant's eval_1: itself, or the channel mean of an rgb colour
     # (Mitsuba's srgb spectrum).
@@ -250,9 +259,7 @@ def eval_texture_1(texture: Texture, uv) -> jax.Array:
     uv = jnp.asarray(uv, jnp.float32)
     if isinstance(texture, BitmapTexture):
         v = _eval_bitmap(texture, uv)
-        if v.shape[-1] == 3:
-            return v[..., 0] * 0.212671 + v[..., 1] * 0.715160 + v[..., 2] * 0.072169
-        return v[..., 0]
+        return luminance(v) if v.shape[-1] == 3 else v[..., 0]
     if isinstance(texture, CheckerboardTexture):
         p = transform_uv(texture.to_uv, uv)
         high = (p - jnp.floor(p)) > 0.5
