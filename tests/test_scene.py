@@ -1503,6 +1503,59 @@ def test_shapegroup_instances_match_mitsuba():
     np.testing.assert_allclose(got[both], want[both], rtol=1e-3)
 
 
+def test_merge_matches_mitsuba():
+    """`merge` (nested ones too, and inside a shapegroup): its shapes load
+    as if they were outside it, keeping their ids; ray hits and the
+    reflectance at the hit equal Mitsuba's (which merges the meshes that
+    share a BSDF into one); unknown parameters are errors."""
+    mi = pytest.importorskip("mitsuba")
+    mi.set_variant("scalar_rgb")
+    import jaxrender as jr
+    from jaxrender.integrators import interaction
+
+    xml = """<scene version="3.0.0">
+      <bsdf type="diffuse" id="gray"><rgb name="reflectance" value="0.6"/></bsdf>
+      <shape type="merge" id="m">
+        <shape type="cube" id="box1"><ref id="gray"/>
+          <transform name="to_world"><scale value="0.3"/><translate x="-0.5"/></transform></shape>
+        <shape type="cube"><ref id="gray"/>
+          <transform name="to_world"><scale value="0.3"/><translate x="0.5"/></transform></shape>
+        <shape type="merge">
+          <shape type="rectangle"><bsdf type="diffuse"><rgb name="reflectance" value="0.2 0.5 0.8"/></bsdf>
+            <transform name="to_world"><scale value="3"/><translate z="-0.3"/></transform></shape>
+        </shape>
+      </shape>
+      <shape type="shapegroup" id="g"><shape type="merge"><shape type="cube"><ref id="gray"/>
+        <transform name="to_world"><scale value="0.2"/></transform></shape></shape></shape>
+      <shape type="instance"><ref id="g"/><transform name="to_world"><translate y="0.8"/></transform></shape>
+    </scene>"""
+    sc = jr.load_string(xml)
+    assert len(sc.shapes) == 4 and sc.shapes[0].id == "box1"
+    assert {"box1.vertex_positions", "Mesh[1].vertex_positions", "gray.reflectance.value"} <= set(jr.traverse(sc))
+    ms = mi.load_string(xml)
+    rng = np.random.default_rng(1)
+    o = np.array([0.0, 0.3, 4.0]) + rng.normal(0, 0.1, (300, 3))
+    d = rng.normal(size=(300, 3)) * 0.2 + [0, -0.3, -4]
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    want_t, want_r = [], []
+    for i in range(len(o)):
+        si = ms.ray_intersect(mi.Ray3f(o[i], d[i]))
+        want_t.append(si.t)
+        want_r.append(np.array(si.bsdf().eval_diffuse_reflectance(si))[2] if si.is_valid() else np.nan)
+    arrays = interaction.prepare_scene(sc)
+    hit = interaction.trace(arrays, jnp.asarray(o, jnp.float32), jnp.asarray(d, jnp.float32))
+    got_t = np.asarray(hit.t)
+    want_t = np.array(want_t)
+    assert np.array_equal(np.isfinite(got_t), np.isfinite(want_t)) and np.isfinite(got_t).sum() > 250
+    np.testing.assert_allclose(got_t[np.isfinite(got_t)], want_t[np.isfinite(want_t)], rtol=1e-4)
+    bsdf = np.asarray(arrays.bsdf_of_shape)[np.asarray(arrays.shape_of_face)[np.asarray(hit.prim)]]
+    got_r = np.array([float(np.asarray(sc.bsdfs[b].reflectance.value).reshape(-1)[-1]) for b in bsdf])
+    hits = np.isfinite(got_t)
+    np.testing.assert_allclose(got_r[hits], np.array(want_r)[hits], rtol=1e-6)
+    _raises({"type": "scene", "m": {"type": "merge", "to_world": np.eye(4), "c": {"type": "cube"},
+                                    "__source__": "s.xml:4"}}, "to_world", r"s\.xml:4")
+
+
 def test_shapegroup_errors():
     group = {"type": "shapegroup", "id": "g", "c": {"type": "cube"}}
     _raises({"type": "scene", "g": group, "i": {"type": "instance", "__source__": "s.xml:5"}},

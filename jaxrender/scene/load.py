@@ -134,7 +134,7 @@ def _warn(message: str) -> None:
 
 PLUGINS = {
     "shape": ("obj", "ply", "serialized", "rectangle", "cube", "disk", "sphere", "cylinder", "shapegroup",
-              "instance"),
+              "instance", "merge"),
     "bsdf": ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric",
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
              "principled", "principledthin"),
@@ -151,7 +151,7 @@ PLUGINS = {
 # Mitsuba 3 plugins that jaxrender does not implement (named as such in errors).
 _UNSUPPORTED = {
     "shape": ("bsplinecurve", "linearcurve",
-              "sdfgrid", "ellipsoids", "ellipsoidsmesh", "merge"),
+              "sdfgrid", "ellipsoids", "ellipsoidsmesh"),
     "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
@@ -739,12 +739,8 @@ class _Loader:
             if key in _RESERVED or key.startswith("__"):
                 continue
             category = self.category(d)
-            if category == "shape" and d["type"] == "shapegroup":
-                self.group_members(d)  # checked here, built by each instance
-            elif category == "shape" and d["type"] == "instance":
-                self.build_instance(d)
-            elif category == "shape":
-                self.build_shape(d)
+            if category == "shape":
+                self.add_shape(d)
             elif category == "bsdf":
                 self.register_bsdf(d)
             elif category == "emitter":
@@ -837,11 +833,41 @@ class _Loader:
 
     # -- shapes
 
+    def add_shape(self, d: dict) -> None:
+        """A shape of the scene (or of a `merge`), by its type."""
+        if d["type"] == "shapegroup":
+            self.group_members(d)  # checked here, built by each instance
+        elif d["type"] == "instance":
+            self.build_instance(d)
+        elif d["type"] == "merge":
+            for _, m in self.merged([(None, d)]):
+                self.add_shape(m)
+        else:
+            self.build_shape(d)
+
+    def merged(self, shapes: list) -> list:
+        """(key, dict) of `shapes` with each `merge` replaced by its shapes.
+
+        Mitsuba's `merge` joins the meshes that share a BSDF into one mesh
+        to save memory; the image is that of its shapes loaded one by one,
+        which is what they become here (names and ids as if they were
+        outside it)."""
+        out = []
+        for key, d in shapes:
+            if d["type"] != "merge":
+                out.append((key, d))
+                continue
+            p = _Obj(self, d, "shape")
+            members = p.nested("shape")
+            p.finish()
+            out.extend(self.merged(members))
+        return out
+
     def group_members(self, d: dict) -> list[tuple[str, dict]]:
         """The shapes of a `shapegroup` (checked: plain shapes without
         emitters, at least one)."""
         p = _Obj(self, d, "shape")
-        members = p.nested("shape")
+        members = self.merged(p.nested("shape"))
         p.finish()
         if not members:
             raise p.error("a shapegroup needs at least one shape")
