@@ -1554,6 +1554,8 @@ def test_merge_matches_mitsuba():
     np.testing.assert_allclose(got_r[hits], np.array(want_r)[hits], rtol=1e-6)
     _raises({"type": "scene", "m": {"type": "merge", "to_world": np.eye(4), "c": {"type": "cube"},
                                     "__source__": "s.xml:4"}}, "to_world", r"s\.xml:4")
+    _raises({"type": "scene", "m": {"type": "merge", "id": "m", "r": {"type": "ref", "id": "m"},
+                                    "__source__": "s.xml:6"}}, "circular", r"s\.xml:6")
 
 
 def test_shapegroup_errors():

@@ -857,10 +857,16 @@ class _Loader:
             if d["type"] != "merge":
                 out.append((key, d))
                 continue
-            p = _Obj(self, d, "shape")
-            members = p.nested("shape")
-            p.finish()
-            out.extend(self.merged(members))
+            if id(d) in self.building:  # a merge that contains itself through a reference
+                raise self.error(f"{self.where(d)}: circular reference")
+            self.building.add(id(d))
+            try:
+                p = _Obj(self, d, "shape")
+                members = p.nested("shape")
+                p.finish()
+                out.extend(self.merged(members))
+            finally:
+                self.building.discard(id(d))
         return out
 
     def group_members(self, d: dict) -> list[tuple[str, dict]]:
