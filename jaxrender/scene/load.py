@@ -852,21 +852,17 @@ class _Loader:
         to save memory; the image is that of its shapes loaded one by one,
         which is what they become here (names and ids as if they were
         outside it)."""
+        def expand(d):
+            p = _Obj(self, d, "shape")
+            members = p.nested("shape")
+            p.finish()
+            return self.merged(members)
+
         out = []
         for key, d in shapes:
-            if d["type"] != "merge":
-                out.append((key, d))
-                continue
-            if id(d) in self.building:  # a merge that contains itself through a reference
-                raise self.error(f"{self.where(d)}: circular reference")
-            self.building.add(id(d))
-            try:
-                p = _Obj(self, d, "shape")
-                members = p.nested("shape")
-                p.finish()
-                out.extend(self.merged(members))
-            finally:
-                self.building.discard(id(d))
+            # memo: a merge that contains itself through a reference is a
+            # circular reference, as for any other object.
+            out.extend(self.memo(d, lambda: expand(d)) if d["type"] == "merge" else [(key, d)])
         return out
 
     def group_members(self, d: dict) -> list[tuple[str, dict]]:
