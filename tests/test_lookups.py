@@ -247,7 +247,10 @@ def test_bitmap_conventions_by_hand():
     np.testing.assert_array_equal(tex_j(tex.replace(to_uv=shift), uv)[:2, 0], [1, 3])
     np.testing.assert_allclose(uvmap_j(shift, uv)[2], [1.25, 0.2])
     with pytest.raises(ValueError, match="uv"):
-        eval_texture(tex, np.zeros((4, 3)))
+        eval_texture(tex, np.zeros((4, 1)))
+    # Extra columns (a render's mesh attributes) do not change the lookup.
+    np.testing.assert_array_equal(eval_texture(tex, np.concatenate([uv, np.ones((3, 2), np.float32)], 1)),
+                                  eval_texture(tex, uv))
 
 
 def test_checkerboard_matches_mitsuba(mi):

@@ -50,6 +50,12 @@ CASES = {
     # Every lobe of principled: textured base colour and roughness, metal,
     # anisotropy, transmission, clearcoat, sheen, flatness, sampling rates.
     "principled": (os.path.join(REFS, "principled.xml"), {}, None),
+    # mesh_attribute textures from PLY files: vertex and face colours,
+    # a one-channel roughness, a face-attribute specular tint; then an
+    # area light's radiance (against Mitsuba's BSDF sampling alone: its
+    # emitter sampling reads no attribute).
+    "mesh_attributes": (os.path.join(REFS, "mesh_attributes.xml"), {}, None),
+    "mesh_attributes_light": (os.path.join(REFS, "mesh_attributes_light.xml"), {}, "direct"),
 }
 
 def _rel_px(x, y):

@@ -101,7 +101,7 @@ def trace_aovs(scene, arrays, cfg, origins, directions, key, t_max=None):
         elif kind == "sh_normal":
             values.append(si.sh_n)
         elif kind == "uv":
-            values.append(si.uv)
+            values.append(si.uv[..., :2])  # the mesh attributes after it are not the AOV
         elif kind == "shape_index":
             values.append(si.shape.astype(jnp.float32)[:, None])
         elif kind == "mask":

@@ -393,9 +393,11 @@ def height_gradient(texture, uv):
     def height(uv):
         return eval_texture_1(texture, uv)
 
-    ones, zeros = jnp.ones(uv.shape[:-1], uv.dtype), jnp.zeros(uv.shape[:-1], uv.dtype)
-    _, du = jax.jvp(height, (uv,), (jnp.stack([ones, zeros], -1),))
-    _, dv = jax.jvp(height, (uv,), (jnp.stack([zeros, ones], -1),))
+    # Unit tangents along u and v (columns 0 and 1; mesh attributes after
+    # them do not move with uv).
+    zeros = jnp.zeros_like(uv)
+    _, du = jax.jvp(height, (uv,), (zeros.at[..., 0].set(1.0),))
+    _, dv = jax.jvp(height, (uv,), (zeros.at[..., 1].set(1.0),))
     return jnp.stack([du, dv], -1)
 
 

@@ -21,7 +21,7 @@ from jaxrender.geometry.world import flatten_scene
 from jaxrender.integrators._math import dot, safe_div, safe_normalize
 from jaxrender.integrators.bsdfs import SceneBSDFs, local_geometry, needs_tangents
 from jaxrender.integrators.warp import make_frame, shading_frame
-from jaxrender.scene import Scene, transform_normals
+from jaxrender.scene import Scene, attribute_layout, transform_normals
 
 # Mitsuba's ray offsets (math::RayEpsilon = 2^-24 * 1500, ShadowEpsilon = 10x).
 RAY_EPSILON = 2.0**-24 * 1500
@@ -37,7 +37,11 @@ class SceneArrays(NamedTuple):
     emitter_of_shape (-1: none), smooth_shape (shade with vertex normals),
     flip_shape (flip_normals), uv_shape (the mesh has texture coordinates)
     and tangents (0-d: interactions carry dp_du, see `needs_tangents`) are
-    static numpy. accel is the BVH.
+    static numpy. accel is the BVH. vertex_attributes (V, Kv) and
+    face_attributes (F, Kf): the mesh attributes the scene's textures read
+    (`attribute_layout`: the "vertex_" ones, then the "face_" ones; zeros
+    on shapes without them), or None; their values follow the uv in the
+    interactions' texture coordinates.
     """
 
     vertices: jax.Array
@@ -52,6 +56,54 @@ class SceneArrays(NamedTuple):
     accel: Accel
     uv_shape: np.ndarray | None = None
     tangents: np.ndarray = np.array(False)
+    vertex_attributes: jax.Array | None = None
+    face_attributes: jax.Array | None = None
+
+
+def _attribute_tables(scene: Scene):
+    """(vertex table (V, Kv), face table (F, Kf)) of `attribute_layout`,
+    each None when empty."""
+    layout = attribute_layout(scene)
+    tables = []
+    for kind, rows in (("vertex_", "num_vertices"), ("face_", "num_faces")):
+        slots = [(n, c) for n, c in layout if n.startswith(kind)]
+        if not slots or not scene.shapes:
+            tables.append(None)
+            continue
+        per_mesh = []
+        for mesh in scene.shapes:
+            k = getattr(mesh, rows)
+            cols = []
+            for name, c in slots:
+                a = mesh.attributes.get(name)
+                a = jnp.zeros((k, c), jnp.float32) if a is None or a.shape[-1] != c else jnp.asarray(a, jnp.float32)
+                cols.append(a.reshape(k, c))
+            per_mesh.append(jnp.concatenate(cols, axis=1))
+        tables.append(jnp.concatenate(per_mesh))
+    return tuple(tables)
+
+
+def texture_coords(arrays: SceneArrays, corners, face_rows, b1, b2, has_uv=None):
+    """Texture coordinates at points with barycentrics (b1, b2) (..., 1):
+    the uv interpolated from `corners(table)` (a vertex table's rows at the
+    triangle's three corners), Mitsuba's (b1, b2) where `has_uv` is False,
+    then the mesh attributes (`SceneArrays.vertex_attributes` interpolated,
+    `face_attributes` from `face_rows(table)`). (..., 2 + Kv + Kf)."""
+    b0 = 1.0 - b1 - b2
+
+    def interpolate(table):
+        a, b, c = corners(table)
+        return b0 * a + b1 * b + b2 * c
+
+    uv = interpolate(arrays.uvs)
+    if has_uv is not None:
+        uv = jnp.where(has_uv[..., None], uv, jnp.concatenate([b1, b2], -1))
+    parts = [uv]
+    if arrays.vertex_attributes is not None:
+        parts.append(interpolate(arrays.vertex_attributes))
+    if arrays.face_attributes is not None:
+        parts.append(face_rows(arrays.face_attributes))
+    return jnp.concatenate(parts, -1) if len(parts) > 1 else uv
 
 
 def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
@@ -70,6 +122,7 @@ def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
     shapes = scene.shapes
     if accel is None:
         accel = build_bvh(world.vertices, world.faces)
+    vertex_attributes, face_attributes = _attribute_tables(scene)
     return SceneArrays(
         vertices=world.vertices,
         normals=cat(normals, 3),
@@ -83,6 +136,8 @@ def prepare_scene(scene: Scene, accel: Accel | None = None) -> SceneArrays:
         accel=accel,
         uv_shape=np.array([m.vertex_texcoords is not None for m in shapes], bool),
         tangents=np.array(needs_tangents(scene)),
+        vertex_attributes=vertex_attributes,
+        face_attributes=face_attributes,
     )
 
 
@@ -91,7 +146,9 @@ class Interaction(NamedTuple):
 
     valid: (N,) bool, the ray hit something. p: (N, 3) hit point. n: (N, 3)
     geometric normal (front side as the mesh's winding, flipped for
-    flip_normals). sh_n: (N, 3) shading normal. uv: (N, 2). t: (N,) distance.
+    flip_normals). sh_n: (N, 3) shading normal. uv: (N, 2) texture
+    coordinates, then the scene's mesh attributes (N, 2 + K; see
+    `texture_coords`). t: (N,) distance.
     shape, bsdf, emitter: (N,) int32 indices (-1 where invalid / none).
     dp_du: (N, 3) position derivative along u (Mitsuba's `dp_du`), whose
     part in the tangent plane orients the shading frame (`shading_frame`);
@@ -147,12 +204,11 @@ def surface_interaction(arrays: SceneArrays, hit: Hit, origins, directions) -> I
     n = safe_normalize(jnp.cross(v1 - v0, v2 - v0)) * sign
     smooth = _nonempty(arrays.smooth_shape)[shape]
     sh_n = jnp.where(smooth[..., None], safe_normalize(interpolate(arrays.normals)) * sign, n)
-    uv = interpolate(arrays.uvs)
     has_uv = None
     if arrays.uv_shape is not None and not arrays.uv_shape.all():
         # Meshes without texture coordinates get Mitsuba's uv = (b1, b2).
         has_uv = _nonempty(arrays.uv_shape)[shape]
-        uv = jnp.where(has_uv[..., None], uv, jnp.concatenate([b1, b2], -1))
+    uv = texture_coords(arrays, corners, lambda table: _nonempty(table)[prim], b1, b2, has_uv)
     dp_du = dp_dv = None
     if bool(arrays.tangents):
         # Mitsuba's mesh: dp/du of the triangle's uv parametrization; the

@@ -24,7 +24,7 @@ from jaxrender.integrators._math import (
     squared_norm,
 )
 from jaxrender.integrators.bsdfs import texture_at
-from jaxrender.integrators.interaction import SHADOW_EPSILON, SceneArrays, offset_origin
+from jaxrender.integrators.interaction import SHADOW_EPSILON, SceneArrays, offset_origin, texture_coords
 from jaxrender.integrators.warp import (
     PiecewiseConstant2D,
     luminance,
@@ -156,9 +156,13 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     n = safe_normalize(cross)
     if scene.shapes[emitter.shape].flip_normals:
         n = -n
-    uvs = arrays.uvs
-    uv0, uv1, uv2 = (_take_row(uvs[f[:, k]], tri) for k in range(3))
-    fu = (1.0 - b1 - b2)[:, None] * uv0 + b1[:, None] * uv1 + b2[:, None] * uv2
+    # Texture coordinates as at a hit (surface_interaction): uv, Mitsuba's
+    # (b1, b2) on a mesh without uvs, and the mesh attributes.
+    has_uv = None
+    if scene.shapes[emitter.shape].vertex_texcoords is None:
+        has_uv = jnp.zeros(tri.shape, bool)
+    fu = texture_coords(arrays, lambda t: tuple(_take_row(t[f[:, k]], tri) for k in range(3)),
+                        lambda t: _take_row(t[f0:f1], tri), b1[:, None], b2[:, None], has_uv)
     diff = q - p
     dist2 = jnp.sum(diff * diff, axis=-1)
     dist = jnp.sqrt(jnp.maximum(dist2, 1e-30))

@@ -19,7 +19,7 @@ from jaxrender.integrators.lights import DELTA_LIGHTS, check_supported
 from jaxrender.integrators.path import trace_paths
 from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
-from jaxrender.scene import CAMERAS, Camera, IntegratorConfig, Scene, ThinLensCamera, camera_rays
+from jaxrender.scene import CAMERAS, Camera, IntegratorConfig, Scene, ThinLensCamera, bind_mesh_attributes, camera_rays
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
@@ -150,6 +150,9 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         if value is not None and not -(2**31) <= value < 2**32:
             raise ValueError(f"{name} must be in [-2^31, 2^32) (JAX keys hold 32 bits), got {value}")
     check_supported(scene)
+    # mesh_attribute textures learn where the hit's attributes sit in the
+    # texture coordinates (static metadata only: the leaves are the user's).
+    scene = bind_mesh_attributes(scene)
     cfg = integrator_config(scene, integrator)
     if cfg.type == "depth":
         # Mitsuba's `depth`: the distance to the first hit (0 for a miss) in

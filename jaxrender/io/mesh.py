@@ -17,6 +17,10 @@ here matches Mitsuba's `vertex_positions`, `faces`, `vertex_normals` and
   OBJ loader does; `write_obj` writes 1 - v back, so OBJ round trips are exact.
   PLY texture coordinates are kept as stored.
 * Polygons are split into triangle fans (0, i, i + 1).
+* Mesh attributes (`MeshData.attributes`, what Mitsuba's `mesh_attribute`
+  texture reads) come from PLY properties by Mitsuba's rules
+  (`read_ply`); a serialized mesh's vertex colours are skipped, as Mitsuba
+  3 skips them.
 
 Files are validated when read: indices out of range, non-finite numbers and
 meshes without faces raise `SceneError` naming the file (and the line, for
@@ -49,6 +53,9 @@ class MeshData:
       faces: int32 (F, 3) vertex indices, counter-clockwise seen from the front.
       normals: float32 (V, 3) per-vertex normals, or None.
       texcoords: float32 (V, 2) per-vertex UVs, or None.
+      attributes: {name: float32 array}, Mitsuba's mesh attributes: names
+        starting "vertex_" hold (V, C) per-vertex values, names starting
+        "face_" (F, C) per-triangle ones, C >= 1 (e.g. "vertex_color").
 
     Arrays given to the constructor are converted to these dtypes; shapes
     are checked (ValueError names the field).
@@ -58,6 +65,7 @@ class MeshData:
     faces: np.ndarray
     normals: np.ndarray | None = None
     texcoords: np.ndarray | None = None
+    attributes: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.vertices = _as_array(self.vertices, "vertices", np.float32, 3)
@@ -67,6 +75,8 @@ class MeshData:
             self.normals = _as_array(self.normals, "normals", np.float32, 3, rows=n)
         if self.texcoords is not None:
             self.texcoords = _as_array(self.texcoords, "texcoords", np.float32, 2, rows=n)
+        self.attributes = {name: _attribute_array(name, a, n, self.faces.shape[0])
+                           for name, a in dict(self.attributes or {}).items()}
 
     @property
     def num_vertices(self) -> int:
@@ -75,6 +85,26 @@ class MeshData:
     @property
     def num_faces(self) -> int:
         return self.faces.shape[0]
+
+
+def _attribute_array(name, a, num_vertices: int, num_faces: int) -> np.ndarray:
+    """A mesh attribute as float32 (rows, C): one row per vertex for
+    "vertex_*" names, per face for "face_*" ones; (rows,) becomes (rows, 1)."""
+    if not isinstance(name, str) or not name.startswith(("vertex_", "face_")) or name in _RESERVED_ATTRIBUTES:
+        raise ValueError(f"mesh attribute names start with 'vertex_' or 'face_' (and are not "
+                         f"{', '.join(_RESERVED_ATTRIBUTES)}), got {name!r}")
+    rows = num_vertices if name.startswith("vertex_") else num_faces
+    a = np.asarray(a, np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] != rows or a.shape[1] < 1:
+        what = "vertex" if name.startswith("vertex_") else "face"
+        raise ValueError(f"mesh attribute {name!r} must have shape ({rows}, C), one row per {what}, got {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+_RESERVED_ATTRIBUTES = ("vertex_positions", "vertex_normals", "vertex_texcoords", "vertex_count", "face_count",
+                        "face_normals")
 
 
 def _as_array(x, name: str, dtype, cols: int, rows: int | None = None) -> np.ndarray:
@@ -414,14 +444,14 @@ def _rows(key: bytes, arr: np.ndarray) -> bytes:
     return "".join(fmt % tuple(r) for r in arr.astype(np.float64).tolist()).encode()
 
 
-def _mesh_arg(vertices, faces, normals, texcoords) -> MeshData:
+def _mesh_arg(vertices, faces, normals, texcoords, attributes=None) -> MeshData:
     if isinstance(vertices, MeshData):
-        if faces is not None or normals is not None or texcoords is not None:
+        if faces is not None or normals is not None or texcoords is not None or attributes is not None:
             raise TypeError("pass either a MeshData or arrays, not both")
         return vertices
     if faces is None:
         raise TypeError("faces are required")
-    return MeshData(vertices, faces, normals, texcoords)
+    return MeshData(vertices, faces, normals, texcoords, attributes or {})
 
 
 # --------------------------------------------------------------------------
@@ -467,8 +497,17 @@ def read_ply(path) -> MeshData:
 
     Vertex properties used: x, y, z; nx, ny, nz; u, v (or s, t, texture_u,
     texture_v, texture_s, texture_t). Faces: the list property vertex_indices
-    (or vertex_index); polygons are fan-triangulated. Other elements and
-    properties are skipped.
+    (or vertex_index); polygons are fan-triangulated. Other vertex and face
+    properties become mesh attributes (`MeshData.attributes`) by Mitsuba 3's
+    rules (`_ply_attributes`): r, g, b (or red, green, blue), with a or alpha
+    if present, make "vertex_color" / "face_color" (values as stored:
+    0-255 stays 0-255 for integer types, as in Mitsuba, with a warning);
+    properties named <prefix>_<x|y|z>, _<r|g|b>, _<0|1|2> or _<1|2|3>, in
+    sequence, make "vertex_<prefix>" ("vertex_<prefix>_color" for r, g, b)
+    of 1 or 3 channels. Others are skipped (with a SceneWarning where they
+    look like a broken attribute). A polygon's face attributes apply to
+    each triangle of its fan.
+    Other elements are skipped.
 
     Raises:
       SceneError: missing file, bad header (including float list lengths),
@@ -519,7 +558,83 @@ def read_ply(path) -> MeshData:
             )
     faces = flat.astype(np.int64)[_fan(counts)]
     _check_arrays(path, vertices, normals, texcoords, faces)
-    return MeshData(vertices, faces.astype(np.int32), normals, texcoords)
+    reserved = {"x", "y", "z", "nx", "ny", "nz"} | {n for pair in _UV_NAMES for n in pair}
+    attributes = _ply_attributes(vert, "vertex_", reserved, path)
+    face_attributes = _ply_attributes(face, "face_", {"vertex_indices", "vertex_index"}, path)
+    for name, a in face_attributes.items():
+        # One row per triangle: a polygon's value for each of its fan's triangles.
+        attributes[name] = np.repeat(a, counts - 2, axis=0)
+    for name, a in attributes.items():
+        _check_finite(a, f"{name} value", path)
+    return MeshData(vertices, faces.astype(np.int32), normals, texcoords, attributes)
+
+
+# Mitsuba's PLY attribute postfix sequences: x y z, r g b, 0 1 2, 1 2 3.
+_POSTFIX_SEQUENCES = ("xyz", "rgb", "012", "123")
+
+
+def _ply_attributes(props: dict, kind: str, reserved: set, path: str) -> dict:
+    """Mesh attributes from an element's remaining properties (in header
+    order), as Mitsuba 3.9's PLY loader groups them; `kind` is "vertex_" or
+    "face_". Returns {name: float32 (rows, C)}."""
+    out = {}
+    names = [n for n, a in props.items() if not isinstance(a, tuple)]  # lists are not attributes
+    colour = next((c for c in (("r", "g", "b"), ("red", "green", "blue")) if all(n in props for n in c)), None)
+    if colour is not None:
+        alpha = "a" if colour[0] == "r" else "alpha"
+        fields = list(colour) + ([alpha] if alpha in props else [])
+        if any(props[n].dtype.kind != "f" for n in fields):
+            _warn(f'{path}: mesh attribute "{kind}color" has integer fields: its values are used as stored '
+                  f"(Mitsuba expects colours in [0, 1]; scale a mesh_attribute texture by 1/255)")
+        out[kind + "color"] = np.stack([props[n] for n in fields], axis=1).astype(np.float32)
+        reserved = reserved | set(fields)
+    reserved = reserved | {"r", "g", "b", "a"}
+    groups = []  # [prefix, postfix sequence index, fields]
+    seen = set()
+    for n in names:
+        if n in reserved:
+            continue
+        prefix, sep, postfix = n.rpartition("_")
+        if not sep or len(postfix) != 1:
+            # Mitsuba warns about each of these; PLY files carry many such
+            # properties (flags, quality, confidence), so only those named
+            # like an attribute's field are worth a word.
+            if sep and postfix[:1] in "xyzrgb0123" and not postfix.isalpha():
+                _warn(f'{path}: {kind[:-1]} property "{n}" is ignored (mesh attributes are named '
+                      f"<prefix>_x/_y/_z, _r/_g/_b, _0/_1/_2 or _1/_2/_3, as in Mitsuba)")
+            groups.append(None)
+            continue
+        g = groups[-1] if groups else None
+        if g is not None and g[0] == prefix and g[1] is not None and len(g[2]) < 3 \
+                and postfix == _POSTFIX_SEQUENCES[g[1]][len(g[2])]:
+            g[2].append(n)
+            continue
+        if g is not None and g[0] == prefix:
+            g[1] = None  # a broken sequence: the whole attribute is dropped
+            g[2].append(n)
+            continue
+        start = next((i for i, sq in enumerate(_POSTFIX_SEQUENCES) if sq[0] == postfix), None)
+        groups.append([prefix, start, [n]])
+    for g in groups:
+        if g is None:
+            continue
+        prefix, seq, fields = g
+        name = kind + prefix + ("_color" if seq == 1 else "")
+        if seq is None or len(fields) not in (1, 3) or prefix in seen or name in out:
+            why = ("its postfixes are not one of x y z, r g b, 0 1 2, 1 2 3 in order" if seq is None
+                   else f"it has {len(fields)} fields; attributes have 1 or 3" if len(fields) not in (1, 3)
+                   else "its prefix was used before")
+            _warn(f'{path}: {kind[:-1]} properties {", ".join(fields)} are ignored ({why})')
+            continue
+        seen.add(prefix)
+        if len(fields) == 3 and any(props[n].dtype.kind != "f" for n in fields):
+            _warn(f'{path}: mesh attribute "{name}" has integer fields: its values are used as stored')
+        out[name] = np.stack([props[n] for n in fields], axis=1).astype(np.float32)
+    return out
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, SceneWarning, stacklevel=4)
 
 
 def _ply_header(data: bytes, path: str):
@@ -759,6 +874,7 @@ def write_ply(
     *,
     normals=None,
     texcoords=None,
+    attributes=None,
     ascii: bool = False,
     big_endian: bool = False,
 ) -> None:
@@ -770,12 +886,18 @@ def write_ply(
       faces: (F, 3) vertex indices.
       normals, texcoords: optional (V, 3) and (V, 2) per-vertex attributes,
         written as nx, ny, nz and u, v.
+      attributes: optional {name: array} mesh attributes of 1 or 3 channels
+        (see `MeshData`), written so that `read_ply` (and Mitsuba) read them
+        back: "vertex_color" / "face_color" as r, g, b, other names
+        "<kind>_<prefix>" as <prefix>_x, _y, _z (one channel: <prefix>_x),
+        "<kind>_<prefix>_color" as <prefix>_r, _g, _b.
       ascii: write text instead of binary.
       big_endian: for binary files, write big-endian instead of little-endian.
 
-    Vertices are float32 properties, faces `list uchar int vertex_indices`.
+    Vertices are float32 properties, faces `list uchar int vertex_indices`
+    followed by their float32 attributes.
     """
-    mesh = _mesh_arg(vertices, faces, normals, texcoords)
+    mesh = _mesh_arg(vertices, faces, normals, texcoords, attributes)
     names = ["x", "y", "z"]
     cols = [mesh.vertices]
     if mesh.normals is not None:
@@ -784,7 +906,21 @@ def write_ply(
     if mesh.texcoords is not None:
         names += ["u", "v"]
         cols.append(mesh.texcoords)
+    face_names, face_cols = [], []
+    for name, a in mesh.attributes.items():
+        kind, _, rest = name.partition("_")
+        if a.shape[1] not in (1, 3):
+            raise ValueError(f"write_ply: attribute {name!r} has {a.shape[1]} channels; PLY attributes have 1 or 3")
+        if rest == "color" and a.shape[1] == 3:
+            props = ["r", "g", "b"]
+        elif rest.endswith("_color") and a.shape[1] == 3:
+            props = [f"{rest[:-6]}_{c}" for c in "rgb"]
+        else:
+            props = [f"{rest}_{c}" for c in "xyz"[:a.shape[1]]]
+        (names if kind == "vertex" else face_names).extend(props)
+        (cols if kind == "vertex" else face_cols).append(a)
     vdata = np.concatenate(cols, axis=1).astype(np.float32)
+    fattr = np.concatenate(face_cols, axis=1).astype(np.float32) if face_cols else np.zeros((mesh.num_faces, 0))
     fmt = "ascii" if ascii else ("binary_big_endian" if big_endian else "binary_little_endian")
     header = [
         "ply",
@@ -796,8 +932,8 @@ def write_ply(
     header += [
         f"element face {mesh.num_faces}",
         "property list uchar int vertex_indices",
-        "end_header",
     ]
+    header += [f"property float {n}" for n in face_names] + ["end_header"]
     out = ["\n".join(header).encode() + b"\n"]
     if ascii:
         out.append(
@@ -806,14 +942,17 @@ def write_ply(
                 for r in vdata.astype(np.float64).tolist()
             ).encode()
         )
-        out.append("".join("3 %d %d %d\n" % tuple(r) for r in mesh.faces.tolist()).encode())
+        out.append("".join(
+            "3 %d %d %d" % tuple(r) + "".join(" %.9g" % x for x in a) + "\n"
+            for r, a in zip(mesh.faces.tolist(), fattr.astype(np.float64).tolist())).encode())
     else:
         e = ">" if big_endian else "<"
         out.append(vdata.astype(e + "f4").tobytes())
-        fdt = np.dtype([("n", "u1"), ("i", e + "i4", (3,))])
+        fdt = np.dtype([("n", "u1"), ("i", e + "i4", (3,)), ("a", e + "f4", (fattr.shape[1],))])
         frec = np.empty(mesh.num_faces, fdt)
         frec["n"] = 3
         frec["i"] = mesh.faces
+        frec["a"] = fattr
         out.append(frec.tobytes())
     with open(os.fspath(path), "wb") as fh:
         fh.write(b"".join(out))
@@ -920,7 +1059,7 @@ def read_serialized(path, shape_index: int = 0) -> MeshData:
     normals = reals(3, "normals") if flags & _HAS_NORMALS else None
     texcoords = reals(2, "texture coordinates") if flags & _HAS_TEXCOORDS else None
     if flags & _HAS_COLORS:
-        reals(3, "colors")
+        reals(3, "colors")  # Mitsuba 3 drops a serialized mesh's vertex colours too (no attribute)
     faces = np.frombuffer(take(nf * 12, "faces"), "<u4").reshape(nf, 3).astype(np.int64)
     if nf == 0:
         raise SceneError(f"{path}: mesh {shape_index} has no faces")
@@ -937,6 +1076,9 @@ def write_serialized(path, meshes, *, face_normals: bool = False, double: bool =
         selected with `shape_index` when read).
       face_normals: set the flag that asks for face normals.
       double: store positions, normals and uvs in double precision.
+
+    Mesh attributes are not written (the format's vertex colours, which
+    Mitsuba 3 ignores, are not used).
     """
     import zlib
 

@@ -51,7 +51,15 @@ from jaxrender.scene.sensors import (
     x_fov,
 )
 from jaxrender.scene.shapes import Mesh, vertex_normals
-from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
+from jaxrender.scene.textures import (
+    BitmapTexture,
+    CheckerboardTexture,
+    ConstantTexture,
+    MeshAttributeTexture,
+    Texture,
+    attribute_layout,
+    bind_mesh_attributes,
+)
 from jaxrender.scene.transform import (
     look_at,
     rotate,
@@ -64,7 +72,7 @@ from jaxrender.scene.transform import (
 
 __all__ = [
     "AreaLight", "BSDF", "BitmapTexture", "CAMERAS", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
-    "ConstantTexture", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
+    "ConstantTexture", "MeshAttributeTexture", "attribute_layout", "bind_mesh_attributes", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "PrincipledThin", "Scene",
     "SpotLight", "StaticArray", "Texture", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",

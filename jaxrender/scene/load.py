@@ -90,7 +90,14 @@ from jaxrender.scene.shapes import (
     vertex_normals,
 )
 from jaxrender.scene._pytree import StaticArray
-from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
+from jaxrender.scene.textures import (
+    BitmapTexture,
+    CheckerboardTexture,
+    ConstantTexture,
+    MeshAttributeTexture,
+    Texture,
+    attribute_textures,
+)
 
 
 class _FallbackSceneError(ValueError):
@@ -139,7 +146,7 @@ PLUGINS = {
              "roughdielectric", "thindielectric", "twosided", "blendbsdf", "mask", "null", "normalmap", "bumpmap",
              "principled", "principledthin"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
-    "texture": ("bitmap", "checkerboard"),
+    "texture": ("bitmap", "checkerboard", "mesh_attribute"),
     "sensor": ("perspective", "thinlens", "orthographic"),
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
@@ -155,7 +162,7 @@ _UNSUPPORTED = {
     "bsdf": ("measured", "measured_polarized",
              "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
-    "texture": ("mesh_attribute", "volume", "rawconstant"),
+    "texture": ("volume", "rawconstant"),
     "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
     "film": ("specfilm",),
     "integrator": ("ptracer", "moment", "stokes", "volprim_rf_basic"),
@@ -914,13 +921,14 @@ class _Loader:
             face_normals = p.bool("face_normals", False)
             # Mitsuba's serialized plugin has no flip_tex_coords (uvs as stored).
             flip_tex = p.bool("flip_tex_coords", t == "obj") if t != "serialized" else False
-            positions, normals, texcoords, faces = self.read_mesh(p, filename)
+            positions, normals, texcoords, faces, attributes = self.read_mesh(p, filename)
             # jaxrender.io.read_obj already flips v as Mitsuba's default
             # flip_tex_coords=true does; read_ply does not.
             if texcoords is not None and flip_tex != (t == "obj"):
                 texcoords = texcoords.copy()
                 texcoords[:, 1] = 1.0 - texcoords[:, 1]
         else:
+            attributes = {}
             positions, normals, texcoords, faces = {
                 "rectangle": rectangle_mesh, "cube": cube_mesh, "disk": disk_mesh, "sphere": sphere_mesh,
                 "cylinder": cylinder_mesh,
@@ -965,6 +973,7 @@ class _Loader:
         emitter = -1
         if emitters:
             emitter = self.register_emitter(emitters[0][1], shape_index)
+        self.check_attributes(p, attributes, bsdf, emitter)
 
         if normals is None and not face_normals:
             normals = np.asarray(vertex_normals(positions, faces))
@@ -979,6 +988,7 @@ class _Loader:
             bsdf=bsdf,
             emitter=emitter,
             id=sid,
+            attributes={name: _f32(a) for name, a in attributes.items()},
         )
         if instance is None:
             self.register(d, "shapes", shape_index)
@@ -986,6 +996,22 @@ class _Loader:
             self.ids[sid] = ("shapes", shape_index)
         self.shapes.append(mesh)
         self.shape_dicts.append(d if instance is None else instance[2])
+
+    def check_attributes(self, p: _Obj, attributes: dict, bsdf: int, emitter: int) -> None:
+        """Every mesh_attribute texture of the shape's BSDF and area light
+        names an attribute of 1 or 3 channels that the shape has (Mitsuba
+        fails at render time on the first hit otherwise)."""
+        owners = [self.bsdfs[bsdf][1]] + ([self.emitters[emitter]] if emitter >= 0 else [])
+        for tex in attribute_textures(tuple(owners)):
+            a = attributes.get(tex.name)
+            if a is None:
+                have = ", ".join(sorted(attributes)) or "none"
+                raise p.error(f'the shape has no mesh attribute "{tex.name}", which a mesh_attribute texture of '
+                              f"its {'BSDF' if tex in attribute_textures(owners[0]) else 'emitter'} reads "
+                              f"(its attributes: {have})")
+            if a.shape[1] not in (1, 3):
+                raise p.error(f'mesh attribute "{tex.name}" has {a.shape[1]} channels; a mesh_attribute texture '
+                              f"reads 1 or 3 (a PLY's r, g, b, a make 4, as in Mitsuba)")
 
     def read_mesh(self, p: _Obj, filename: str):
         path = os.path.abspath(os.path.expanduser(filename))
@@ -1041,7 +1067,12 @@ class _Loader:
             normals = normals / np.where(length > 0, length, 1)
             if np.any(length == 0):
                 normals = np.where(length > 0, normals, vertex_normals(positions, faces))
-        return positions, normals, texcoords, faces
+        attributes = dict(getattr(mesh, "attributes", None) or {})
+        for name, a in attributes.items():
+            rows = positions.shape[0] if name.startswith("vertex_") else faces.shape[0]
+            if a.ndim != 2 or a.shape[0] != rows:
+                raise p.error(f"{path}: mesh attribute {name} must have shape ({rows}, C), got {a.shape}")
+        return positions, normals, texcoords, faces, attributes
 
     # -- BSDFs
 
@@ -1156,6 +1187,11 @@ class _Loader:
                 nonlinear=p.bool("nonlinear", False),
                 id=bid,
             )
+            for name in ("diffuse_reflectance", "specular_reflectance"):
+                if isinstance(kw[name], MeshAttributeTexture):
+                    # Mitsuba: "Texture::mean(): not implemented!"
+                    raise p.error(f'parameter "{name}" of a {t} cannot be a mesh_attribute texture: the '
+                                  f"{t}'s sampling weight needs the texture's mean (Mitsuba refuses it too)")
             if t == "plastic":
                 b = Plastic(**kw)
             else:
@@ -1243,6 +1279,11 @@ class _Loader:
             image = self.image(p, raw, channels=(1, 3))
             tex = BitmapTexture(data=_f32(image), to_uv=self._to_uv(p), filter_type=filter_type,
                                 wrap_mode=wrap_mode, raw=raw, id=tid)
+        elif p.type == "mesh_attribute":
+            name = p.str("name")
+            if not name.startswith(("vertex_", "face_")):
+                raise p.error(f'mesh_attribute: "name" must start with "vertex_" or "face_", got {name!r}')
+            tex = MeshAttributeTexture(name=name, scale=_f32(p.float("scale", 1.0)), id=tid)
         else:
             c0 = p.texture("color0", 0.4, spatial=False)
             c1 = p.texture("color1", 0.2, spatial=False)

@@ -9,7 +9,7 @@ one takes the parent's name and its role, whatever id it has of its own
 "Mesh[i]", "BSDF[i]", "Emitter[i]", "Sensor[i]" (indices into
 `Scene.shapes`, `.bsdfs`, `.emitters`, `.sensors`). Textures add ".value"
 (constant), ".data" / ".to_uv" (bitmap), ".color0.value", ".color1.value" /
-".to_uv" (checkerboard) to the name of the parameter they fill, or to their
+".to_uv" (checkerboard), ".scale" (mesh_attribute) to the name of the parameter they fill, or to their
 own id when defined at the root ("wood.data"). A texture or BSDF used in
 several places by reference has one name; `replace` updates every use.
 The shapes of an `instance` of a `shapegroup` are meshes of their own,
@@ -29,7 +29,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 
 | object | names |
 | --- | --- |
-| Mesh | vertex_positions (V,3), vertex_normals (V,3), vertex_texcoords (V,2), to_world (4,4) |
+| Mesh | vertex_positions (V,3), vertex_normals (V,3), vertex_texcoords (V,2), to_world (4,4), and each mesh attribute by its name (vertex_color (V,3), face_... (F,C)) |
 | Diffuse | reflectance.* |
 | Conductor | eta.*, k.*, specular_reflectance.* |
 | RoughConductor | alpha.* (or alpha_u.*, alpha_v.*), eta.*, k.*, specular_reflectance.* |
@@ -73,7 +73,13 @@ from jaxrender.scene.bsdfs import BlendBSDF, BumpMap, Mask, NormalMap, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
 from jaxrender.scene.shapes import vertex_normals
-from jaxrender.scene.textures import BitmapTexture, CheckerboardTexture, ConstantTexture, Texture
+from jaxrender.scene.textures import (
+    BitmapTexture,
+    CheckerboardTexture,
+    ConstantTexture,
+    MeshAttributeTexture,
+    Texture,
+)
 
 # BSDFs whose `bsdf` field holds nested BSDFs (twosided's is `brdf`).
 _NESTING = (BlendBSDF, Mask, NormalMap, BumpMap)
@@ -101,6 +107,8 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
             add(f"{prefix}.color0.value", path + ("color0",))
             add(f"{prefix}.color1.value", path + ("color1",))
             add(f"{prefix}.to_uv", path + ("to_uv",))
+        elif isinstance(tex, MeshAttributeTexture):
+            add(f"{prefix}.scale", path + ("scale",))
         else:  # pragma: no cover
             raise TypeError(f"unknown texture type {type(tex).__name__}")
 
@@ -135,6 +143,9 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                 for name in _MESH_PARAMS:
                     if getattr(obj, name) is not None:
                         add(f"{prefix}.{name}", path + (name,))
+                # Mesh attributes by their own names, as Mitsuba's traverse.
+                for name in obj.attributes:
+                    add(f"{prefix}.{name}", path + ("attributes", name))
             elif collection == "sensors":
                 # Every float leaf: to_world, fov, aperture_radius, focus_distance.
                 for f in dataclasses.fields(obj):
@@ -147,7 +158,7 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
 
 def _get(obj, path):
     for step in path:
-        obj = obj[step] if isinstance(step, int) else getattr(obj, step)
+        obj = obj[step] if isinstance(step, int) or isinstance(obj, dict) else getattr(obj, step)
     return obj
 
 
@@ -155,6 +166,8 @@ def _set(obj, path, value):
     if not path:
         return value
     step, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        return {**obj, step: _set(obj[step], rest, value)}
     if isinstance(step, int):
         items = list(obj)
         items[step] = _set(items[step], rest, value)

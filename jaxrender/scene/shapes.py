@@ -20,6 +20,8 @@ Mitsuba's analytic shapes are made into meshes here (numpy, at load time):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,6 +56,12 @@ class Mesh:
       emitter: index into `Scene.emitters` of this shape's area light, or -1
         (static).
       id: the shape's id (static), or None.
+      attributes: {name: float32 array}, Mitsuba's mesh attributes, read by
+        `MeshAttributeTexture`: "vertex_<name>" (V, C) per vertex,
+        interpolated over each triangle; "face_<name>" (F, C) per face;
+        C = 1 or 3 for a texture to read them. From PLY properties
+        (`jaxrender.io.read_ply`) or set by hand.
+        The names are static structure, the values differentiable.
     """
 
     vertex_positions: jax.Array
@@ -66,6 +74,7 @@ class Mesh:
     bsdf: int = static(default=0)
     emitter: int = static(default=-1)
     id: str | None = static(default=None)
+    attributes: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_vertices(self) -> int:

@@ -3,7 +3,8 @@
 Every texture-valued parameter of a BSDF or emitter holds one of these; a
 plain float or rgb in the scene becomes a `ConstantTexture`. Parameter names
 (`traverse`) append `.value` (constant), `.data` and `.to_uv` (bitmap),
-`.color0.value`, `.color1.value` and `.to_uv` (checkerboard) to the name of the
+`.color0.value`, `.color1.value` and `.to_uv` (checkerboard), `.scale`
+(mesh_attribute) to the name of the
 parameter the texture fills, as Mitsuba does: `"red.reflectance.value"`.
 
 Lookups follow Mitsuba 3 (`eval_texture`, `eval_texture_mean`): a surface
@@ -89,6 +90,120 @@ class CheckerboardTexture(Texture):
     color1: jax.Array
     to_uv: jax.Array
     id: str | None = static(default=None)
+
+
+@pytree
+class MeshAttributeTexture(Texture):
+    """Mitsuba's `mesh_attribute`: a mesh attribute of the shape hit, times
+    `scale`.
+
+    Attributes:
+      name: the attribute's name (static), "vertex_<...>" (interpolated
+        over the triangle with the hit's barycentrics) or "face_<...>"
+        (constant per triangle); see `Mesh.attributes`. Every shape whose
+        BSDF or area light reads the texture must have it, with 1 or 3
+        channels (the same count on every such shape).
+      scale: float32 (), a factor on the value. Differentiable (named
+        `.scale`), as are the meshes' attribute values (named
+        "<shape>.<attribute name>").
+      slot: (column, channels) of the attribute in the texture coordinates
+        that renders pass to lookups (static; None until `render` binds
+        the scene's textures with `bind_mesh_attributes`).
+      id: the prefix of its parameter names (static), as for other textures.
+
+    As in Mitsuba, a one-channel attribute gives the same value in r, g and
+    b where a colour is read, and only one-channel attributes can fill
+    scalar parameters (roughness, blend weights, opacity: `eval_1`); the
+    plastics, whose sampling weight needs a texture's mean, refuse it.
+    """
+
+    name: str = static()
+    scale: jax.Array
+    slot: tuple[int, int] | None = static(default=None)
+    id: str | None = static(default=None)
+
+
+def _is_attribute_texture(x) -> bool:
+    return isinstance(x, MeshAttributeTexture)
+
+
+def attribute_textures(tree) -> list:
+    """The MeshAttributeTextures in a pytree (a BSDF, an emitter, a tuple of
+    them), in tree order."""
+    return [x for x in jax.tree.leaves(tree, is_leaf=_is_attribute_texture) if _is_attribute_texture(x)]
+
+
+def _shape_label(scene, i) -> str:
+    mesh = scene.shapes[i]
+    return f'shape "{mesh.id}"' if mesh.id else f"shape {i}"
+
+
+def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
+    """The mesh attributes a scene's textures read, as ((name, channels), ...):
+    the "vertex_" ones first, then the "face_" ones, each in order of first
+    use. Their values follow the uv in the texture coordinates of a render's
+    shading points (column 2 onwards), in this order.
+
+    Raises:
+      ValueError: a shape whose BSDF or area light reads an attribute does
+        not have it, or has it with other than 1 or 3 channels, or shapes
+        have it with different channel counts.
+    """
+    used = {}  # name -> channels
+    for i, mesh in enumerate(scene.shapes):
+        owners = [scene.bsdfs[mesh.bsdf]] if 0 <= mesh.bsdf < len(scene.bsdfs) else []
+        if mesh.emitter >= 0:
+            owners.append(scene.emitters[mesh.emitter])
+        for tex in attribute_textures(tuple(owners)):
+            value = mesh.attributes.get(tex.name)
+            if value is None:
+                have = ", ".join(sorted(mesh.attributes)) or "none"
+                raise ValueError(f'{_shape_label(scene, i)} has no mesh attribute "{tex.name}", which its '
+                                 f"mesh_attribute texture reads (its attributes: {have})")
+            c = int(value.shape[-1])
+            if c not in (1, 3):
+                raise ValueError(f'mesh attribute "{tex.name}" of {_shape_label(scene, i)} has {c} channels; '
+                                 f"a mesh_attribute texture reads 1 or 3 (as Mitsuba's)")
+            if used.setdefault(tex.name, c) != c:
+                raise ValueError(f'mesh attribute "{tex.name}" has {used[tex.name]} channels on one shape and '
+                                 f"{c} on {_shape_label(scene, i)}; shapes sharing a mesh_attribute texture "
+                                 f"need the same count")
+    # Textures of BSDFs or emitters no shape uses still get a slot (zeros;
+    # one channel serves both colour and scalar lookups).
+    for tex in attribute_textures((tuple(scene.bsdfs), tuple(scene.emitters))):
+        used.setdefault(tex.name, 1)
+    names = sorted(used, key=lambda n: not n.startswith("vertex_"))  # stable: vertex_ first
+    return tuple((n, used[n]) for n in names)
+
+
+def bind_mesh_attributes(scene):
+    """The scene with each MeshAttributeTexture's `slot` set from
+    `attribute_layout(scene)` (the same scene when it has none). Works on
+    traced scenes: only static metadata changes."""
+    layout = attribute_layout(scene)
+    if not layout:
+        return scene
+    slots, column = {}, 2
+    for name, c in layout:
+        slots[name] = (column, c)
+        column += c
+
+    def bind(x):
+        return x.replace(slot=slots[x.name]) if _is_attribute_texture(x) else x
+
+    bsdfs, emitters = jax.tree.map(bind, (tuple(scene.bsdfs), tuple(scene.emitters)), is_leaf=_is_attribute_texture)
+    return scene.replace(bsdfs=bsdfs, emitters=emitters)
+
+
+def _eval_attribute(tex: MeshAttributeTexture, uv) -> jax.Array:
+    if tex.slot is None:
+        raise ValueError(f'mesh_attribute texture "{tex.name}" is not bound to a scene: it is evaluated inside '
+                         f"render(), which passes the hit's attributes (bind_mesh_attributes)")
+    column, c = tex.slot
+    if uv.shape[-1] < column + c:
+        raise ValueError(f'mesh_attribute texture "{tex.name}" reads texture-coordinate columns {column}..'
+                         f"{column + c - 1}, but the lookup has {uv.shape[-1]}")
+    return uv[..., column:column + c] * jnp.asarray(tex.scale, jnp.float32)
 
 
 # --------------------------------------------------------------------------
@@ -184,8 +299,11 @@ def eval_texture(texture: Texture, uv) -> jax.Array:
     """A texture's value at surface uv, exactly as Mitsuba 3's `Texture::eval`.
 
     Args:
-      texture: a ConstantTexture, BitmapTexture or CheckerboardTexture.
-      uv: float (..., 2), surface texture coordinates (any leading axes).
+      texture: a ConstantTexture, BitmapTexture, CheckerboardTexture or
+        MeshAttributeTexture (bound, see `bind_mesh_attributes`).
+      uv: float (..., 2), surface texture coordinates (any leading axes);
+        in a render (..., 2 + K): the uv, then the mesh attributes of
+        `attribute_layout`, which only a MeshAttributeTexture reads.
 
     Returns:
       float32 (..., C): C = 1 for a scalar constant or a one-channel bitmap,
@@ -211,7 +329,7 @@ def eval_texture(texture: Texture, uv) -> jax.Array:
     (zero derivative). jit / vmap / grad compatible; NaN-free derivatives.
     """
     uv = jnp.asarray(uv, jnp.float32)
-    if uv.shape[-1:] != (2,):
+    if uv.ndim < 1 or uv.shape[-1] < 2:
         raise ValueError(f"uv must have shape (..., 2), got {uv.shape}")
     if isinstance(texture, ConstantTexture):
         v = _channels(texture.value)
@@ -220,6 +338,8 @@ def eval_texture(texture: Texture, uv) -> jax.Array:
         return _eval_bitmap(texture, uv)
     if isinstance(texture, CheckerboardTexture):
         return _eval_checkerboard(texture, uv)
+    if isinstance(texture, MeshAttributeTexture):
+        return _eval_attribute(texture, uv)
     raise TypeError(f"eval_texture: unsupported texture type {type(texture).__name__}")
 
 
@@ -267,6 +387,12 @@ def eval_texture_1(texture: Texture, uv) -> jax.Array:
         return jnp.where(differ, _value1(_channels(texture.color0)), _value1(_channels(texture.color1)))
     if isinstance(texture, ConstantTexture):
         return jnp.broadcast_to(_value1(_channels(texture.value)), uv.shape[:-1])
+    if isinstance(texture, MeshAttributeTexture):
+        if texture.slot is not None and texture.slot[1] != 1:
+            raise ValueError(f'mesh attribute "{texture.name}" has {texture.slot[1]} channels and fills a scalar '
+                             f"parameter (roughness, weight, opacity...): as in Mitsuba (eval_1), only "
+                             f"one-channel attributes can")
+        return _eval_attribute(texture, uv)[..., 0]
     raise TypeError(f"eval_texture_1: unsupported texture type {type(texture).__name__}")
 
 
@@ -287,4 +413,8 @@ def eval_texture_mean(texture: Texture) -> jax.Array:
     if isinstance(texture, CheckerboardTexture):
         c0, c1 = _channels(texture.color0), _channels(texture.color1)
         return 0.5 * (c0 + c1)
+    if isinstance(texture, MeshAttributeTexture):
+        # Mitsuba's Texture::mean is not implemented for mesh_attribute.
+        raise ValueError(f'a mesh_attribute texture ("{texture.name}") has no mean over uv: plastic and '
+                         f"roughplastic need one for their sampling weight (Mitsuba refuses it too)")
     raise TypeError(f"eval_texture_mean: unsupported texture type {type(texture).__name__}")

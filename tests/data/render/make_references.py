@@ -37,12 +37,59 @@ REFERENCES = {
     "bsdf_wrappers": (os.path.join(HERE, "bsdf_wrappers.xml"), {}, None, 8192),
     "tangents": (os.path.join(HERE, "tangents.xml"), {}, None, 8192),
     "principled": (os.path.join(HERE, "principled.xml"), {}, None, 8192),
+    # mesh_attribute textures: vertex colours, face colours, a one-channel
+    # roughness and an area light's radiance, from PLY files.
+    "mesh_attributes": (os.path.join(HERE, "mesh_attributes.xml"), {}, None, 8192),
+    # An area light's mesh_attribute radiance. Mitsuba's own emitter sampling
+    # reads no attribute (black samples), so the reference uses BSDF sampling
+    # only; our test renders the full MIS estimator, of the same expectation.
+    "mesh_attributes_light": (os.path.join(HERE, "mesh_attributes_light.xml"), {},
+                              {"type": "direct", "emitter_samples": 0, "bsdf_samples": 1}, 65536),
 }
+
+
+def write_attribute_meshes():
+    """The PLY meshes of mesh_attributes.xml (numpy + jaxrender.io.write_ply;
+    Mitsuba reads their attributes as jaxrender does, see tests/test_io.py)."""
+    import numpy as np
+
+    from jaxrender.io import write_ply
+
+    rng = np.random.default_rng(7)
+
+    def grid(n, size):
+        u = np.linspace(-size, size, n)
+        x, y = np.meshgrid(u, u)
+        v = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], 1)
+        f = [[i * n + j, i * n + j + 1, (i + 1) * n + j] for i in range(n - 1) for j in range(n - 1)]
+        f += [[i * n + j + 1, (i + 1) * n + j + 1, (i + 1) * n + j] for i in range(n - 1) for j in range(n - 1)]
+        return v, np.array(f)
+
+    v, f = grid(6, 1.0)
+    write_ply(os.path.join(HERE, "attr_floor.ply"), v, f,
+              attributes={"vertex_color": rng.uniform(0.05, 0.95, (len(v), 3))})
+    v, f = grid(4, 1.0)
+    write_ply(os.path.join(HERE, "attr_panel.ply"), v, f,
+              attributes={"face_color": rng.uniform(0.05, 0.95, (len(f), 3))})
+    t = (1 + 5 ** 0.5) / 2
+    v = np.array([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
+                  [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], float) / np.sqrt(1 + t * t)
+    f = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+                  [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+                  [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
+    write_ply(os.path.join(HERE, "attr_ico.ply"), v, f,
+              attributes={"vertex_rough": rng.uniform(0.05, 0.8, (len(v), 1)),
+                          "face_tint_color": rng.uniform(0.3, 1.0, (len(f), 3))})
+    v, f = grid(2, 1.0)
+    write_ply(os.path.join(HERE, "attr_light.ply"), v, f,
+              attributes={"vertex_color": np.array([[1.0, 0.2, 0.2], [0.2, 1.0, 0.2], [0.2, 0.2, 1.0], [1.0, 1.0, 1.0]])})
 
 
 def main():
     mi.set_variant("llvm_ad_rgb")
     only = set(sys.argv[1:])
+    if not only or only & {"mesh_attributes", "mesh_attributes_light"}:
+        write_attribute_meshes()
     for name, (path, params, integrator, spp) in REFERENCES.items():
         if only and name not in only:
             continue
