@@ -262,3 +262,43 @@ def test_aov_uv_stays_two_channels_and_hand_built_scenes_work():
     bare = scene.replace(shapes=(mesh.replace(attributes={}),))
     with pytest.raises(ValueError, match='shape 0 has no mesh attribute "vertex_color"'):
         jr.render(bare, spp=1)
+    short = scene.replace(shapes=(mesh.replace(attributes={"vertex_color": jnp.ones((3, 3))}),))
+    with pytest.raises(ValueError, match=r"has shape \(3, 3\); it needs one row per vertex: \(4, C\)"):
+        jr.render(short, spp=1)
+    # A 1-D array is one channel.
+    grey = scene.replace(shapes=(mesh.replace(attributes={"vertex_color": jnp.full(4, 0.5)}),))
+    assert np.allclose(np.asarray(jr.render(grey, "aov:a:albedo", spp=1))[3, 3], 0.5)
+
+
+def test_prb_gradient_of_attributes_equals_paths(tmp_path):
+    """Path replay carries the attribute tables through its custom VJP:
+    its gradient with respect to vertex and face colours and `scale`
+    equals `path`'s reverse mode."""
+    xml = _plane_xml(tmp_path, '<string name="name" value="vertex_color"/><float name="scale" value="0.8"/>', ATTRS)
+    panel = """<shape type="rectangle"><transform name="to_world"><scale value="0.5"/><translate z="0.6"/></transform>
+      <bsdf type="diffuse"><texture type="mesh_attribute" name="reflectance"><string name="name" value="face_w"/>
+      </texture></bsdf></shape>"""
+    xml = xml.replace("</scene>", '<integrator type="path"><integer name="max_depth" value="3"/></integrator>'
+                      '<emitter type="constant"/>' + panel + SENSOR)
+    jio.write_ply(tmp_path / "plane.ply", V4, F2, attributes=ATTRS)
+    with pytest.raises(jr.SceneError, match='no mesh attribute "face_w"'):  # a rectangle has none
+        jr.load_string(xml)
+    xml = xml.replace('<shape type="rectangle"><transform name="to_world"><scale value="0.5"/><translate z="0.6"/>',
+                      f'<shape type="ply"><string name="filename" value="{tmp_path / "plane.ply"}"/>'
+                      '<transform name="to_world"><scale value="0.5"/><translate z="0.6"/>')
+    scene = jr.load_string(xml)
+    names = ["Mesh[0].vertex_color", "Mesh[1].face_w", "BSDF[0].reflectance.scale"]
+    params = jr.traverse(scene)
+    target = jr.render(scene, spp=2, seed=5)
+
+    def loss(values, integrator):
+        img = jr.render(jr.replace(scene, dict(zip(names, values))), integrator, spp=2, seed=1)
+        return jnp.mean((img - target) ** 2)
+
+    x = [params[n] * 0.7 for n in names]
+    g_prb = jax.grad(loss)(x, "prb")
+    g_path = jax.grad(loss)(x, "path")
+    for a, b, n in zip(g_prb, g_path, names):
+        assert float(jnp.max(jnp.abs(b))) > 0, n
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))),
+                                   err_msg=n)

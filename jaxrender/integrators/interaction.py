@@ -76,8 +76,9 @@ def _attribute_tables(scene: Scene):
             cols = []
             for name, c in slots:
                 a = mesh.attributes.get(name)
-                a = jnp.zeros((k, c), jnp.float32) if a is None or a.shape[-1] != c else jnp.asarray(a, jnp.float32)
-                cols.append(a.reshape(k, c))
+                if a is None or a.size != k * c:  # a shape whose BSDF does not read it (checked by the layout)
+                    a = jnp.zeros((k, c), jnp.float32)
+                cols.append(jnp.asarray(a, jnp.float32).reshape(k, c))
             per_mesh.append(jnp.concatenate(cols, axis=1))
         tables.append(jnp.concatenate(per_mesh))
     return tuple(tables)

@@ -160,7 +160,13 @@ def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
                 have = ", ".join(sorted(mesh.attributes)) or "none"
                 raise ValueError(f'{_shape_label(scene, i)} has no mesh attribute "{tex.name}", which its '
                                  f"mesh_attribute texture reads (its attributes: {have})")
-            c = int(value.shape[-1])
+            rows = mesh.num_vertices if tex.name.startswith("vertex_") else mesh.num_faces
+            shape = tuple(getattr(value, "shape", ()))
+            c = 1 if len(shape) == 1 else (shape[1] if len(shape) == 2 else 0)
+            if not shape or shape[0] != rows or c == 0:
+                what = "vertex" if tex.name.startswith("vertex_") else "face"
+                raise ValueError(f'mesh attribute "{tex.name}" of {_shape_label(scene, i)} has shape {shape}; '
+                                 f"it needs one row per {what}: ({rows}, C)")
             if c not in (1, 3):
                 raise ValueError(f'mesh attribute "{tex.name}" of {_shape_label(scene, i)} has {c} channels; '
                                  f"a mesh_attribute texture reads 1 or 3 (as Mitsuba's)")
