@@ -40,6 +40,8 @@ PLY_CASES = {
     "rgb": (["r", "g", "b"], []),
     "red_green_blue_alpha": (["red", "green", "blue", "alpha"], []),
     "prefix_xyz": (["foo_x", "foo_y", "foo_z"], []),
+    "red_green_blue_a": (["red", "green", "blue", "a"], []),
+    "rgb_alpha": (["r", "g", "b", "alpha"], []),
     "prefix_rgb": (["foo_r", "foo_g", "foo_b"], []),
     "prefix_123_and_single": (["foo_1", "foo_2", "foo_3", "bar_x"], []),
     "two_fields_dropped": (["foo_0", "foo_1", "w_x"], []),
@@ -112,6 +114,25 @@ def test_face_attributes_of_polygons_and_round_trips(tmp_path):
         jio.MeshData(V4, F2, attributes={"face_x": np.zeros((3, 1))})
     with pytest.raises(ValueError, match="start with 'vertex_' or 'face_'"):
         jio.MeshData(V4, F2, attributes={"colour": np.zeros((4, 3))})
+    # Attributes whose PLY properties would clash are refused, not lost.
+    with pytest.raises(ValueError, match="cannot be written so that it reads back"):
+        jio.write_ply(tmp_path / "x.ply", V4, F2, attributes={"vertex_foo": np.ones((4, 3)),
+                                                              "vertex_foo_color": np.ones((4, 3))})
+    # A PLY's r g b a colour (4 channels, as Mitsuba reads it) round trips.
+    rgba = {"vertex_color": rng.random((4, 4)).astype(np.float32)}
+    jio.write_ply(tmp_path / "rgba.ply", V4, F2, attributes=rgba)
+    np.testing.assert_array_equal(jio.read_ply(str(tmp_path / "rgba.ply")).attributes["vertex_color"],
+                                  rgba["vertex_color"])
+    # List properties named like colours, and properties that would make a
+    # reserved name, are skipped rather than fatal.
+    path = tmp_path / "odd.ply"
+    head = ["ply", "format ascii 1.0", "element vertex 3", "property float x", "property float y", "property float z",
+            "property float positions_x", "property list uchar float r", "property float g", "property float b",
+            "element face 1", "property list uchar int vertex_indices", "end_header"]
+    path.write_text("\n".join(head + ["0 0 0 1 1 0.5 1 1", "1 0 0 1 1 0.5 1 1", "0 1 0 1 1 0.5 1 1",
+                                        "3 0 1 2"]) + "\n")
+    with pytest.warns(jr.SceneWarning, match="positions_x are ignored"):
+        assert jio.read_ply(str(path)).attributes == {}
 
 
 def _plane_xml(tmp_path, texture, attributes, bsdf="diffuse", param="reflectance", extra=""):
@@ -211,6 +232,10 @@ def test_errors_name_the_attribute_and_the_source(tmp_path):
         "</scene>", '<emitter type="constant"/>' + SENSOR))
     with pytest.raises(ValueError, match="3 channels and fills a scalar"):
         jr.render(scene, "direct", spp=1)
+    # A height field with no uv gradient would be silently flat.
+    with pytest.raises(jr.SceneError, match="bumpmap's height cannot be a mesh_attribute"):
+        jr.load_string(_plane_xml(tmp_path, '<string name="name" value="vertex_w"/>', ATTRS, bsdf="bumpmap",
+                                  param="height", extra='<bsdf type="diffuse"/>'))
     # Outside a render the texture has no hit to read.
     with pytest.raises(ValueError, match="not bound"):
         eval_texture(scene.bsdfs[0].alpha_u, jnp.zeros((1, 2)))

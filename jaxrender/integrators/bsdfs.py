@@ -40,7 +40,7 @@ from jaxrender.scene import (
     BumpMap,
     Null,
 )
-from jaxrender.scene.textures import eval_texture, eval_texture_1, eval_texture_mean
+from jaxrender.scene.textures import MeshAttributeTexture, eval_texture, eval_texture_1, eval_texture_mean
 
 
 def texture_at(tex, uv):
@@ -380,6 +380,10 @@ def _perturbed(inner: Triple, normal) -> Triple:
 
 def _normalmap(bsdf: NormalMap, uv, local=None) -> Triple:
     """Mitsuba's normalmap: the perturbed normal is 2 rgb - 1 of the texture."""
+    if isinstance(bsdf.normalmap, MeshAttributeTexture) and bsdf.normalmap.slot and bsdf.normalmap.slot[1] != 3:
+        # Mitsuba's eval_3 refuses a one-channel attribute (its image is black).
+        raise ValueError(f'a normalmap\'s mesh_attribute "{bsdf.normalmap.name}" must have 3 channels, '
+                         f"has {bsdf.normalmap.slot[1]}")
     rgb = texture_at(bsdf.normalmap, uv)
     return _perturbed(bsdf_triple(bsdf.bsdf[0], uv, local), 2.0 * jnp.broadcast_to(rgb, rgb.shape[:-1] + (3,)) - 1.0)
 
@@ -390,6 +394,12 @@ def height_gradient(texture, uv):
     `eval_1_grad`). The
     derivative of the lookup itself (bilinear: the interpolant's slope;
     nearest and checkerboard: zero), differentiable in the texels."""
+    if isinstance(texture, MeshAttributeTexture):
+        # Its value does not vary with uv: the bump map would be silently
+        # flat (Mitsuba's bumpmap fails on it too).
+        raise ValueError(f'a bumpmap\'s height cannot be a mesh_attribute texture ("{texture.name}"): its value '
+                         f"has no uv gradient")
+
     def height(uv):
         return eval_texture_1(texture, uv)
 

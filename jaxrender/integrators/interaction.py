@@ -75,7 +75,7 @@ def _attribute_tables(scene: Scene):
             k = getattr(mesh, rows)
             cols = []
             for name, c in slots:
-                a = mesh.attributes.get(name)
+                a = (mesh.attributes or {}).get(name)
                 if a is None or a.size != k * c:  # a shape whose BSDF does not read it (checked by the layout)
                     a = jnp.zeros((k, c), jnp.float32)
                 cols.append(jnp.asarray(a, jnp.float32).reshape(k, c))

@@ -578,11 +578,13 @@ def _ply_attributes(props: dict, kind: str, reserved: set, path: str) -> dict:
     order), as Mitsuba 3.9's PLY loader groups them; `kind` is "vertex_" or
     "face_". Returns {name: float32 (rows, C)}."""
     out = {}
-    names = [n for n, a in props.items() if not isinstance(a, tuple)]  # lists are not attributes
+    props = {n: a for n, a in props.items() if not isinstance(a, tuple)}  # lists are not attributes
+    names = list(props)
     colour = next((c for c in (("r", "g", "b"), ("red", "green", "blue")) if all(n in props for n in c)), None)
     if colour is not None:
-        alpha = "a" if colour[0] == "r" else "alpha"
-        fields = list(colour) + ([alpha] if alpha in props else [])
+        # Mitsuba renames red/green/blue/alpha to r/g/b/a, then takes a.
+        alpha = next((n for n in (("a", "alpha") if colour[0] == "red" else ("a",)) if n in props), None)
+        fields = list(colour) + ([alpha] if alpha else [])
         if any(props[n].dtype.kind != "f" for n in fields):
             _warn(f'{path}: mesh attribute "{kind}color" has integer fields: its values are used as stored '
                   f"(Mitsuba expects colours in [0, 1]; scale a mesh_attribute texture by 1/255)")
@@ -625,6 +627,10 @@ def _ply_attributes(props: dict, kind: str, reserved: set, path: str) -> dict:
                    else f"it has {len(fields)} fields; attributes have 1 or 3" if len(fields) not in (1, 3)
                    else "its prefix was used before")
             _warn(f'{path}: {kind[:-1]} properties {", ".join(fields)} are ignored ({why})')
+            continue
+        if name in _RESERVED_ATTRIBUTES:
+            _warn(f'{path}: {kind[:-1]} properties {", ".join(fields)} are ignored ("{name}" is not an attribute '
+                  f"name jaxrender can hold)")
             continue
         seen.add(prefix)
         if len(fields) == 3 and any(props[n].dtype.kind != "f" for n in fields):
@@ -907,16 +913,26 @@ def write_ply(
         names += ["u", "v"]
         cols.append(mesh.texcoords)
     face_names, face_cols = [], []
+    written = set()
     for name, a in mesh.attributes.items():
         kind, _, rest = name.partition("_")
-        if a.shape[1] not in (1, 3):
-            raise ValueError(f"write_ply: attribute {name!r} has {a.shape[1]} channels; PLY attributes have 1 or 3")
-        if rest == "color" and a.shape[1] == 3:
-            props = ["r", "g", "b"]
+        if rest == "color" and a.shape[1] in (3, 4):
+            props = ["r", "g", "b", "a"][:a.shape[1]]
+        elif a.shape[1] not in (1, 3):
+            raise ValueError(f"write_ply: attribute {name!r} has {a.shape[1]} channels; PLY attributes have 1 or 3 "
+                             f"(4 for a colour)")
         elif rest.endswith("_color") and a.shape[1] == 3:
             props = [f"{rest[:-6]}_{c}" for c in "rgb"]
         else:
             props = [f"{rest}_{c}" for c in "xyz"[:a.shape[1]]]
+        # read_ply groups fields by the prefix before their last "_": two
+        # attributes with one prefix (foo and foo_color) would not come back.
+        prefix = (kind, props[0].rpartition("_")[0] if "_" in props[0] else "<r g b>")
+        if prefix in written or not re.fullmatch(r"[A-Za-z0-9_]+", rest):
+            raise ValueError(f"write_ply: attribute {name!r} cannot be written so that it reads back (its PLY "
+                             f"properties {', '.join(props)} clash with another attribute's, or the name has "
+                             f"characters other than letters, digits and _)")
+        written.add(prefix)
         (names if kind == "vertex" else face_names).extend(props)
         (cols if kind == "vertex" else face_cols).append(a)
     vdata = np.concatenate(cols, axis=1).astype(np.float32)

@@ -1239,7 +1239,11 @@ class _Loader:
                 textures = p.nested("texture")
                 if len(textures) != 1:
                     raise p.error(f"bumpmap takes one nested texture (the height field), got {len(textures)}")
-                b = BumpMap(texture=p.texture(textures[0][0]), bsdf=inner, scale=p.float("scale", 1.0), id=bid)
+                height = p.texture(textures[0][0])
+                if isinstance(height, MeshAttributeTexture):
+                    raise p.error("a bumpmap's height cannot be a mesh_attribute texture: its value has no uv "
+                                  "gradient (Mitsuba's bumpmap fails on it too)")
+                b = BumpMap(texture=height, bsdf=inner, scale=p.float("scale", 1.0), id=bid)
             else:
                 b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
         elif t == "null":

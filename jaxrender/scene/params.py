@@ -144,7 +144,7 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                     if getattr(obj, name) is not None:
                         add(f"{prefix}.{name}", path + (name,))
                 # Mesh attributes by their own names, as Mitsuba's traverse.
-                for name in obj.attributes:
+                for name in obj.attributes or {}:
                     add(f"{prefix}.{name}", path + ("attributes", name))
             elif collection == "sensors":
                 # Every float leaf: to_world, fov, aperture_radius, focus_distance.

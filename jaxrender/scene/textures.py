@@ -155,9 +155,12 @@ def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
         if mesh.emitter >= 0:
             owners.append(scene.emitters[mesh.emitter])
         for tex in attribute_textures(tuple(owners)):
-            value = mesh.attributes.get(tex.name)
+            if not tex.name.startswith(("vertex_", "face_")):
+                raise ValueError(f'mesh_attribute texture name must start with "vertex_" or "face_", '
+                                 f"got {tex.name!r}")
+            value = (mesh.attributes or {}).get(tex.name)
             if value is None:
-                have = ", ".join(sorted(mesh.attributes)) or "none"
+                have = ", ".join(sorted(mesh.attributes or {})) or "none"
                 raise ValueError(f'{_shape_label(scene, i)} has no mesh attribute "{tex.name}", which its '
                                  f"mesh_attribute texture reads (its attributes: {have})")
             rows = mesh.num_vertices if tex.name.startswith("vertex_") else mesh.num_faces
@@ -177,6 +180,8 @@ def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
     # Textures of BSDFs or emitters no shape uses still get a slot (zeros;
     # one channel serves both colour and scalar lookups).
     for tex in attribute_textures((tuple(scene.bsdfs), tuple(scene.emitters))):
+        if not tex.name.startswith(("vertex_", "face_")):
+            raise ValueError(f'mesh_attribute texture name must start with "vertex_" or "face_", got {tex.name!r}')
         used.setdefault(tex.name, 1)
     names = sorted(used, key=lambda n: not n.startswith("vertex_"))  # stable: vertex_ first
     return tuple((n, used[n]) for n in names)
