@@ -96,6 +96,7 @@ from jaxrender.scene.textures import (
     ConstantTexture,
     MeshAttributeTexture,
     Texture,
+    attribute_channels,
     attribute_textures,
 )
 
@@ -973,7 +974,7 @@ class _Loader:
         emitter = -1
         if emitters:
             emitter = self.register_emitter(emitters[0][1], shape_index)
-        self.check_attributes(p, attributes, bsdf, emitter)
+        self.check_attributes(p, attributes, bsdf, emitter, len(positions), len(faces))
 
         if normals is None and not face_normals:
             normals = np.asarray(vertex_normals(positions, faces))
@@ -997,21 +998,17 @@ class _Loader:
         self.shapes.append(mesh)
         self.shape_dicts.append(d if instance is None else instance[2])
 
-    def check_attributes(self, p: _Obj, attributes: dict, bsdf: int, emitter: int) -> None:
+    def check_attributes(self, p: _Obj, attributes: dict, bsdf: int, emitter: int, num_vertices: int,
+                         num_faces: int) -> None:
         """Every mesh_attribute texture of the shape's BSDF and area light
         names an attribute of 1 or 3 channels that the shape has (Mitsuba
         fails at render time on the first hit otherwise)."""
         owners = [self.bsdfs[bsdf][1]] + ([self.emitters[emitter]] if emitter >= 0 else [])
         for tex in attribute_textures(tuple(owners)):
-            a = attributes.get(tex.name)
-            if a is None:
-                have = ", ".join(sorted(attributes)) or "none"
-                raise p.error(f'the shape has no mesh attribute "{tex.name}", which a mesh_attribute texture of '
-                              f"its {'BSDF' if tex in attribute_textures(owners[0]) else 'emitter'} reads "
-                              f"(its attributes: {have})")
-            if a.shape[1] not in (1, 3):
-                raise p.error(f'mesh attribute "{tex.name}" has {a.shape[1]} channels; a mesh_attribute texture '
-                              f"reads 1 or 3 (a PLY's r, g, b, a make 4, as in Mitsuba)")
+            try:
+                attribute_channels(tex.name, attributes, num_vertices, num_faces, "the shape")
+            except ValueError as e:
+                raise p.error(str(e)) from None
 
     def read_mesh(self, p: _Obj, filename: str):
         path = os.path.abspath(os.path.expanduser(filename))

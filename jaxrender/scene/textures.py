@@ -138,6 +138,33 @@ def _shape_label(scene, i) -> str:
     return f'shape "{mesh.id}"' if mesh.id else f"shape {i}"
 
 
+def attribute_channels(name: str, attributes, num_vertices: int, num_faces: int, shape: str) -> int:
+    """The channel count (1 or 3) of the mesh attribute `name` that a
+    mesh_attribute texture reads on a shape (`attributes`: its dict, or
+    None; `shape` names it in messages).
+
+    Raises:
+      ValueError: the shape has no such attribute, or not one row per
+        vertex / face, or other than 1 or 3 channels.
+    """
+    value = (attributes or {}).get(name)
+    if value is None:
+        have = ", ".join(sorted(attributes or {})) or "none"
+        raise ValueError(f'{shape} has no mesh attribute "{name}", which its mesh_attribute texture reads '
+                         f"(its attributes: {have})")
+    rows = num_vertices if name.startswith("vertex_") else num_faces
+    dims = tuple(getattr(value, "shape", ()))
+    c = 1 if len(dims) == 1 else (dims[1] if len(dims) == 2 else 0)
+    if not dims or dims[0] != rows or c == 0:
+        what = "vertex" if name.startswith("vertex_") else "face"
+        raise ValueError(f'mesh attribute "{name}" of {shape} has shape {dims}; it needs one row per {what}: '
+                         f"({rows}, C)")
+    if c not in (1, 3):
+        raise ValueError(f'mesh attribute "{name}" of {shape} has {c} channels; a mesh_attribute texture reads '
+                         f"1 or 3, as Mitsuba's (a PLY's r, g, b, a make 4)")
+    return c
+
+
 def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
     """The mesh attributes a scene's textures read, as ((name, channels), ...):
     the "vertex_" ones first, then the "face_" ones, each in order of first
@@ -149,39 +176,25 @@ def attribute_layout(scene) -> tuple[tuple[str, int], ...]:
         not have it, or has it with other than 1 or 3 channels, or shapes
         have it with different channel counts.
     """
+    every = attribute_textures((tuple(scene.bsdfs), tuple(scene.emitters)))
+    for tex in every:
+        if not tex.name.startswith(("vertex_", "face_")):
+            raise ValueError(f'mesh_attribute texture name must start with "vertex_" or "face_", got {tex.name!r}')
     used = {}  # name -> channels
     for i, mesh in enumerate(scene.shapes):
         owners = [scene.bsdfs[mesh.bsdf]] if 0 <= mesh.bsdf < len(scene.bsdfs) else []
         if mesh.emitter >= 0:
             owners.append(scene.emitters[mesh.emitter])
         for tex in attribute_textures(tuple(owners)):
-            if not tex.name.startswith(("vertex_", "face_")):
-                raise ValueError(f'mesh_attribute texture name must start with "vertex_" or "face_", '
-                                 f"got {tex.name!r}")
-            value = (mesh.attributes or {}).get(tex.name)
-            if value is None:
-                have = ", ".join(sorted(mesh.attributes or {})) or "none"
-                raise ValueError(f'{_shape_label(scene, i)} has no mesh attribute "{tex.name}", which its '
-                                 f"mesh_attribute texture reads (its attributes: {have})")
-            rows = mesh.num_vertices if tex.name.startswith("vertex_") else mesh.num_faces
-            shape = tuple(getattr(value, "shape", ()))
-            c = 1 if len(shape) == 1 else (shape[1] if len(shape) == 2 else 0)
-            if not shape or shape[0] != rows or c == 0:
-                what = "vertex" if tex.name.startswith("vertex_") else "face"
-                raise ValueError(f'mesh attribute "{tex.name}" of {_shape_label(scene, i)} has shape {shape}; '
-                                 f"it needs one row per {what}: ({rows}, C)")
-            if c not in (1, 3):
-                raise ValueError(f'mesh attribute "{tex.name}" of {_shape_label(scene, i)} has {c} channels; '
-                                 f"a mesh_attribute texture reads 1 or 3 (as Mitsuba's)")
+            c = attribute_channels(tex.name, mesh.attributes, mesh.num_vertices, mesh.num_faces,
+                                   _shape_label(scene, i))
             if used.setdefault(tex.name, c) != c:
                 raise ValueError(f'mesh attribute "{tex.name}" has {used[tex.name]} channels on one shape and '
                                  f"{c} on {_shape_label(scene, i)}; shapes sharing a mesh_attribute texture "
                                  f"need the same count")
     # Textures of BSDFs or emitters no shape uses still get a slot (zeros;
     # one channel serves both colour and scalar lookups).
-    for tex in attribute_textures((tuple(scene.bsdfs), tuple(scene.emitters))):
-        if not tex.name.startswith(("vertex_", "face_")):
-            raise ValueError(f'mesh_attribute texture name must start with "vertex_" or "face_", got {tex.name!r}')
+    for tex in every:
         used.setdefault(tex.name, 1)
     names = sorted(used, key=lambda n: not n.startswith("vertex_"))  # stable: vertex_ first
     return tuple((n, used[n]) for n in names)
