@@ -18,6 +18,15 @@ gathers after W_k. So gradient memory is that of one bounce, whatever
 max_depth, and the backward sweep costs about one more primal pass plus
 the shading derivatives.
 
+As in Mitsuba's `prb`, a vertex whose BSDF weight is zero (a black
+reflectance) contributes no derivative: T_{k+1} dW_k / W_k is undefined
+there and the path gathers nothing after it. `path` (ordinary reverse
+mode) differentiates such parameters.
+
+The replay regenerates paths as trace_paths' render does (a batch of rows;
+a row whose path has ended takes the next sample), so its work follows the
+paths' lengths, not max_depth.
+
 Replay needs the path's vertices to be independent of the parameters being
 differentiated. When vertex positions, `to_world` or the camera carry a
 cotangent (geometry derivatives), the rule falls back to ordinary reverse
@@ -45,6 +54,8 @@ from jaxrender.integrators.path import (
     UNBOUNDED_DEPTH,
     continue_paths,
     hash_uniform,
+    refill,
+    regenerate_rows,
     russian_roulette,
     trace_paths,
 )
@@ -189,15 +200,35 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
         grads = [jnp.zeros_like(x) for x in diff]
         gathered = jnp.zeros((n, 3), jnp.float32)
 
-    # The loop carries each ray's surface interaction (found by the vertex
-    # before, which needs it for the emission there).
-    state = (origins, directions, si, jnp.ones((n, 3), jnp.float32), gathered,
-             jnp.ones((n,), jnp.float32), jnp.ones((n,), bool), grads)
+    # Paths are regenerated as in trace_paths' render: a batch of rows
+    # replays vertices, and a row whose path has ended takes the next
+    # sample, so the work follows the paths' lengths, not max_depth. Each
+    # row carries its ray's surface interaction (found by the vertex before,
+    # which needs it for the emission there) and its sample's radiance and
+    # cotangent.
+    if max_depth == 1:
+        return grads
+    rows = regenerate_rows(n)
+    f32 = jnp.float32
 
-    def body(depth, state):
-        o, d, si, beta, gathered, eta, active, grads = state
-        u = hash_uniform(seed, depth, n, 7)
-        active = active & si.valid
+    def fresh(src):
+        return _Row(origins[src], directions[src], jax.tree.map(lambda x: x[src], si),
+                    jnp.ones((rows, 3), f32), gathered[src], jnp.ones((rows,), f32),
+                    jnp.ones((rows,), bool), radiance[src], ct[src], src, jnp.zeros((rows,), jnp.int32))
+
+    def cond(state):
+        taken, row, _ = state
+        return (taken < n) | jnp.any(row.active)
+
+    def body(state):
+        taken, row, grads = state
+        # The last vertex (depth max_depth - 1) only adds emission, which the
+        # vertex before it accounts for: max_depth - 1 replayed vertices.
+        free = ~(row.active & (row.depth < max_depth - 1))
+        taken, _, _, row = refill(taken, free, n, fresh, row)
+        o, d, si, beta, gathered, eta, active, radiance, ct, sample, depth = row
+        u = hash_uniform(seed, depth, rows, 7, sample)
+        active = active & si.valid & (depth < max_depth - 1)
 
         def vertex(diff_values):
             s = scene_of(diff_values)
@@ -229,15 +260,30 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
             ratio = jnp.where(active_next[:, None] & (w != 0), weight / jnp.where(w != 0, w, 1.0), 0.0)
             objective = jnp.sum(ct * (beta * nee + beta_next * emitted + later * ratio))
             gathered_next = gathered + beta * sg(nee) + beta_next * sg(emitted)
-            return objective, (o_next, d_next, si_next, beta_next, gathered_next,
-                               eta * bs.eta, active_next)
+            return objective, row._replace(o=o_next, d=d_next, si=si_next, beta=beta_next,
+                                           gathered=gathered_next, eta=eta * bs.eta, active=active_next,
+                                           depth=depth + 1)
 
-        _, vjp, nxt = jax.vjp(vertex, diff, has_aux=True)
+        _, vjp, after = jax.vjp(vertex, diff, has_aux=True)
         step = vjp(jnp.float32(1.0))[0]
-        grads = [g + s for g, s in zip(grads, step)]
-        return (*nxt, grads)
+        return taken, after, [g + s for g, s in zip(grads, step)]
 
-    # The last vertex (depth max_depth - 1) only adds emission, which the
-    # vertex before it accounts for: max_depth - 1 replayed vertices.
-    state = jax.lax.fori_loop(0, max_depth - 1, body, state)
-    return state[-1]
+    idle = jax.tree.map(lambda x: jnp.zeros((rows,) + x.shape[1:], x.dtype), fresh(jnp.zeros((rows,), jnp.int32)))
+    _, _, grads = jax.lax.while_loop(cond, body, (jnp.int32(0), idle, grads))
+    return grads
+
+
+class _Row(NamedTuple):
+    """A replayed path's state (one row per path)."""
+
+    o: jax.Array
+    d: jax.Array
+    si: object  # the Interaction at the end of (o, d)
+    beta: jax.Array
+    gathered: jax.Array  # radiance gathered before this vertex
+    eta: jax.Array
+    active: jax.Array
+    radiance: jax.Array  # the sample's total radiance (forward pass)
+    ct: jax.Array  # and its cotangent
+    sample: jax.Array  # the sample's index (its random numbers)
+    depth: jax.Array
