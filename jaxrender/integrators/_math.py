@@ -86,6 +86,12 @@ def _safe_rsqrt_jvp(primals, tangents):
     return y, (-0.5 * y) * (y * y) * dx
 
 
+def zero_nonfinite(x):
+    """x with NaN and infinities replaced by 0 (estimates of lanes whose
+    sample failed count as zero, as Mitsuba's film drops them)."""
+    return jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def safe_div(a, b, fallback=0):
     """a / b where |b| > 1e-30, else `fallback` (a Python scalar).

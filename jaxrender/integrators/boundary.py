@@ -86,6 +86,7 @@ from jaxrender.integrators._math import (
     jvp_nonzero,
     safe_normalize,
     search_cdf,
+    zero_nonfinite,
 )
 from jaxrender.integrators.film import clip_t_max, filter_reach, filter_weight
 from jaxrender.integrators.interaction import (
@@ -541,7 +542,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
         radiance.append(le)
     f = bsdfs.eval(wi, to_local(frame, w))
     weight = f * (radiance[0] - radiance[1]) * (sin_phi / (r * r) * inv_pdf)[:, None]
-    weight = jnp.where((ok & visible)[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    weight = jnp.where((ok & visible)[:, None], zero_nonfinite(weight), 0.0)
     return {"v0": ia, "v1": ib, "s": s, "normal": plane_n, "weight": weight}
 
 
@@ -771,7 +772,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
     ok = ok & (gnorm > 0) & (length > 0)
     # Across +normal the signed distance grows: lit there when sigma > 0.
     weight = (-sigma * jac / n)[:, None] * lit
-    weight = jnp.where(ok[:, None], jnp.nan_to_num(weight, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    weight = jnp.where(ok[:, None], zero_nonfinite(weight), 0.0)
     # Dropped samples carry zeros everywhere, so that 0 * nan cannot arise.
     normal = jnp.where(ok[:, None], normal, 0.0)
     u = jnp.where(ok[:, None], u, 0.0)

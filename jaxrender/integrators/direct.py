@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.integrators import bsdf_math as bm
+from jaxrender.integrators._math import zero_nonfinite
 from jaxrender.integrators.bsdfs import sampled_direction
 from jaxrender.integrators.interaction import bsdfs_at, frame_at, geometry_of, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
@@ -61,4 +62,4 @@ def trace_direct(scene, arrays, cfg, origins, directions, key, t_max=None):
         delta = bm.is_delta(bs.flags)
         w = jnp.where(delta, 1.0, power_heuristic(bs_pdf * frac_bsdf, pdf_em * frac_em))
         L = L + jnp.where(ok[:, None], bs_weight * le * (w / n_bsdf)[:, None], 0.0)
-    return jnp.nan_to_num(L, nan=0.0, posinf=0.0, neginf=0.0)
+    return zero_nonfinite(L)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators._math import NumpyLeaves, jvp_nonzero, materialize
+from jaxrender.integrators._math import NumpyLeaves, jvp_nonzero, materialize, zero_nonfinite
 from jaxrender.integrators.boundary import nee_edge_term, shadow_edges
 from jaxrender.integrators.bsdfs import sampled_direction
 from jaxrender.integrators.interaction import (
@@ -34,6 +34,11 @@ from jaxrender.scene import IntegratorConfig, Scene
 
 # Bounce cap for max_depth = -1 ("unbounded", ended by Russian roulette).
 UNBOUNDED_DEPTH = 64
+
+
+def depth_limit(cfg: IntegratorConfig) -> int:
+    """The bounces a path takes at most: max_depth, or UNBOUNDED_DEPTH for -1."""
+    return cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
 
 
 def hash_uniform(seed, depth, n, k, samples=None):
@@ -97,7 +102,7 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     sample per bounce). boundary: add the direct-illumination boundary term
     (shadow edges, `nee_edge_term`) at every vertex of the fixed loop; it
     is zero in value and has only a derivative."""
-    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    max_depth = depth_limit(cfg)
     if unroll is None:
         unroll = max_depth <= 16
     if max_depth <= 1 or origins.shape[0] == 0:
@@ -153,7 +158,7 @@ def _bouncer(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, key, edge
     samples (n,): each row's sample index for the random numbers (None:
     the row index). edges: shadow_edges' table for the boundary term (fixed
     loop only: its random numbers are per depth), or None."""
-    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    max_depth = depth_limit(cfg)
     has_emitters = len(scene.emitters) > 0
     tables = light_tables(scene, arrays)
     seed = jax.random.bits(key, (), jnp.uint32)
@@ -212,14 +217,10 @@ def _bouncer(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, key, edge
     return bounce
 
 
-def _finite(radiance):
-    return jnp.nan_to_num(radiance, nan=0.0, posinf=0.0, neginf=0.0)
-
-
 def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, boundary):
     """trace_paths as max_depth bounces over all N paths (a fori_loop), the
     form that jvp and grad go through."""
-    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    max_depth = depth_limit(cfg)
     has_emitters = len(scene.emitters) > 0
     edges = shadow_edges(arrays) if boundary and has_emitters and arrays.faces.shape[0] else None
     bounce = _bouncer(scene, arrays, cfg, key, edges)
@@ -231,7 +232,7 @@ def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, bo
     # Unrolled by default: XLA:CPU ran the rolled loop ~14% slower (sixth
     # session), and the depth is small and static.
     paths = jax.lax.fori_loop(0, max_depth, body, _Paths.start(origins, directions), unroll=unroll)
-    return _finite(paths.L)
+    return zero_nonfinite(paths.L)
 
 
 # Rows of a regenerating loop per sample it traces (at least
@@ -300,4 +301,4 @@ def _regenerated(scene, arrays, cfg, origins, directions, key, t_max):
     state = (jnp.int32(0), jnp.full((rows,), n, jnp.int32), idle, jnp.zeros((rows,), jnp.int32),
              jnp.zeros((rows,), f32), jnp.zeros((n, 3), f32))
     _, sample, paths, _, _, out = jax.lax.while_loop(cond, body, state)
-    return _finite(out.at[sample].set(paths.L, mode="drop"))
+    return zero_nonfinite(out.at[sample].set(paths.L, mode="drop"))

@@ -46,13 +46,13 @@ from jax.ad_checkpoint import checkpoint_name
 from jax.custom_derivatives import SymbolicZero
 
 from jaxrender.integrators import bsdf_math as bm
-from jaxrender.integrators._math import NumpyLeaves
+from jaxrender.integrators._math import NumpyLeaves, zero_nonfinite
 from jaxrender.integrators.bsdfs import sampled_direction
 from jaxrender.integrators.interaction import bsdfs_at, frame_at, geometry_of, offset_origin, surface_interaction, trace
 from jaxrender.integrators.lights import emission_along, light_tables, next_event
 from jaxrender.integrators.path import (
-    UNBOUNDED_DEPTH,
     continue_paths,
+    depth_limit,
     hash_uniform,
     refill,
     regenerate_rows,
@@ -172,14 +172,14 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
     scene, arrays, origins, directions, t_max = rebuild(
         [jax.lax.stop_gradient(x) for x in diff])
     n = origins.shape[0]
-    max_depth = cfg.max_depth if cfg.max_depth >= 0 else UNBOUNDED_DEPTH
+    max_depth = depth_limit(cfg)
     if max_depth == 0:
         return [jnp.zeros_like(x) for x in diff]
     has_emitters = len(scene.emitters) > 0
     seed = jax.random.bits(key, (), jnp.uint32)
     ct = jnp.nan_to_num(ct)
     # The forward pass replaced non-finite radiance by 0; so does the rest.
-    radiance = jnp.nan_to_num(radiance, nan=0.0, posinf=0.0, neginf=0.0)
+    radiance = zero_nonfinite(radiance)
     sg = jax.lax.stop_gradient
 
     def scene_of(diff_values):
@@ -268,7 +268,7 @@ def _replay(cfg, rebuild, diff, key, radiance, ct):
         step = vjp(jnp.float32(1.0))[0]
         return taken, after, [g + s for g, s in zip(grads, step)]
 
-    idle = jax.tree.map(lambda x: jnp.zeros((rows,) + x.shape[1:], x.dtype), fresh(jnp.zeros((rows,), jnp.int32)))
+    idle = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(fresh, jnp.zeros((rows,), jnp.int32)))
     _, _, grads = jax.lax.while_loop(cond, body, (jnp.int32(0), idle, grads))
     return grads
 
