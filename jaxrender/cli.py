@@ -159,8 +159,13 @@ def _cmd_render(args) -> int:
 
     t_start = time.perf_counter()
     _check_output(args.output)
-    if args.max_depth is not None and args.max_depth < -1:
-        raise ValueError(f"--max-depth must be -1 (unbounded) or >= 0, got {args.max_depth}")
+    if args.max_depth is not None and not -1 <= args.max_depth < 2**31:
+        raise ValueError(f"--max-depth must be -1 (unbounded) or in [0, 2^31), got {args.max_depth}")
+    if not -(2**31) <= args.seed < 2**32:
+        # As render(seed=...): JAX keys hold 32 bits, larger seeds repeat smaller ones.
+        raise ValueError(f"--seed must be in [-2^31, 2^32), got {args.seed}")
+    if args.spp is not None and not 0 < args.spp < 2**31:
+        raise ValueError(f"--spp must be a positive integer below 2^31, got {args.spp}")
     scene = _load_scene(args)
     camera = _scene_camera(args, scene, "render")
     from jaxrender.integrators.aov import aov_channel_names
@@ -175,15 +180,14 @@ def _cmd_render(args) -> int:
         names = None  # an ordinary gray or RGB image
     check_output_path(args.output, names)
     spp = args.spp if args.spp is not None else camera.sample_count
-    if spp <= 0:
-        raise ValueError(f"--spp must be positive, got {spp}")
     width, height = camera.film.width, camera.film.height
     # Passes of about PASS_SAMPLES samples, each one jitted call, so progress
     # can be shown; the image is their average.
     from jaxrender.integrators.render import PASS_SAMPLES
 
     chunk = max(1, min(spp, PASS_SAMPLES // (width * height)))
-    sizes = [chunk] * (spp // chunk) + ([spp % chunk] if spp % chunk else [])
+    # Lazily: spp may be up to 2^31 passes of one sample.
+    sizes = (min(chunk, spp - start) for start in range(0, spp, chunk))
     key = jax.random.key(args.seed)
     fn = jax.jit(lambda scene, camera, k, n: jr.render(scene, cfg, sensor=camera, spp=n, key=k),
                  static_argnums=3, compiler_options=jr.compiler_options() or None)
@@ -201,7 +205,8 @@ def _cmd_render(args) -> int:
         done += n
         if not args.quiet:
             elapsed = max(time.perf_counter() - t0, 1e-9)
-            rate = (done - sizes[0]) * width * height / elapsed if done > sizes[0] else 0.0
+            # The first pass (compilation included) is left out of the rate.
+            rate = (done - chunk) * width * height / elapsed if done > chunk else 0.0
             left = (spp - done) * width * height / rate if rate > 0 else 0.0
             bar = "#" * int(30 * done / spp)
             print(f"\r[{bar:<30}] {done}/{spp} spp  {rate / 1e6:6.2f} M samples/s  {left:5.1f} s left",
@@ -239,6 +244,8 @@ def _cmd_raycast(args) -> int:
     if args.repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     if args.scene in MESHES:
+        if args.define or args.sensor != 0:
+            raise ValueError(f"-D and --sensor apply to scenes; the built-in mesh {args.scene!r} has neither")
         vertices, faces = icosphere(args.subdivisions) if args.scene == "sphere" else PROCEDURAL[args.scene]()
         width, height = args.resolution or (512, 512)
         origins, directions = _pinhole_rays(width, height, eye=(2.6, -3.4, 2.0), target=(0, 0, 0))
@@ -347,6 +354,19 @@ def main(argv=None) -> int:
         # unwritable outputs. One line, whatever the message holds.
         text = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
         print(f"jaxrender: error: {text}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("jaxrender: error: out of memory (lower --resolution or the scene's size)", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - narrowed below
+        import jax
+
+        if not (isinstance(e, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(e)):
+            raise
+        # XLA could not allocate a buffer: one line, not a traceback.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "RESOURCE_EXHAUSTED"
+        print(f"jaxrender: error: out of memory ({first}); lower --resolution or the scene's size",
+              file=sys.stderr)
         return 2
 
 

@@ -286,6 +286,12 @@ def test_cli_params_lists_traverse(capsys):
     (["render", "cbox", "-o", "x.png", "--integrator", "aov:depth,nn"], "need an .exr output"),
     (["render", "cbox", "-o", "x.png", "--integrator", "aov:dp_du"], "unknown AOV type"),
     (["raycast", "sphere", "-o", "x.png", "--subdivisions", "12"], "--subdivisions must be in [0, 9]"),
+    (["raycast", "torus", "-o", "x.png", "-D", "res=8"], "-D and --sensor apply to scenes"),
+    # Values beyond the int32 loop counters and JAX's 32-bit seeds.
+    (["render", "cbox", "-o", "x.png", "--max-depth", "1099511627776"], "--max-depth must be -1"),
+    (["render", "cbox", "-o", "x.png", "--spp", "1000000000000"], "--spp must be a positive integer below 2^31"),
+    (["render", "cbox", "-o", "x.png", "--seed", "4294967296"], "--seed must be in [-2^31, 2^32)"),
+    (["render", "cbox", "-o", "x.exr", "--integrator", "aov:depth,depth"], "depth repeated"),
 ])
 def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -304,13 +310,36 @@ def _write_hostile(folder):
     nested = '<bsdf type="twosided">' * 500 + "</bsdf>" * 500
     (folder / "nested.xml").write_text(f'<scene version="3.0.0">{nested}</scene>')
     (folder / "folder.xml").mkdir()
+    (folder / "encoding.xml").write_text('<?xml version="1.0" encoding="bogus-99"?>\n<scene version="3.0.0"/>')
+    (folder / "overflow.xml").write_text(
+        '<scene version="3.0.0"><shape type="cube"><transform name="to_world">\n<scale value="1e30"/>'
+        '<scale value="1e30"/></transform></shape></scene>')
     return {
+        "encoding.xml": "encoding.xml:1: cannot decode the file: unknown encoding: bogus-99",
+        "overflow.xml": 'overflow.xml:1): parameter "to_world" does not fit in float32',
         "empty.xml": "empty.xml:1: malformed XML",
         "binary.xml": "binary.xml:1: malformed XML",
         "inc0.xml": "inc32.xml:1: includes nested more than 32 levels deep",
         "nested.xml": "nested.xml:1: <bsdf> is nested more than 100 objects deep",
         "folder.xml": "folder.xml: is a directory",
     }
+
+
+def test_cli_reports_running_out_of_memory_in_one_line(monkeypatch, capsys):
+    """XLA's RESOURCE_EXHAUSTED (a film too large for this machine) and
+    Python's MemoryError are one line with exit code 2; other runtime
+    errors (bugs) keep their traceback."""
+    for error in (jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 7864320000 bytes."),
+                  MemoryError()):
+        def fail(args, error=error):
+            raise error
+        monkeypatch.setattr(cli, "_cmd_render", fail)
+        assert cli.main(["render", "cbox", "-o", "x.png"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("jaxrender: error: out of memory") and "\n" not in err, err
+    monkeypatch.setattr(cli, "_cmd_render", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["render", "cbox", "-o", "x.png"])
 
 
 def test_cli_never_prints_a_traceback_for_bad_input(tmp_path, capsys):
@@ -323,6 +352,11 @@ def test_cli_never_prints_a_traceback_for_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["raycast", "torus", "-o", "x.png", "--resolution", "100000x100000"])
     assert info.value.code == 2 and "--resolution '100000x100000' is too large" in capsys.readouterr().err
+    # An output path that is a folder is refused before rendering.
+    (tmp_path / "out.png").mkdir()
+    assert cli.main(["render", "cbox", "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jaxrender: error:") and "out.png: is a directory" in err and "\n" not in err
     # An output that cannot be written is an OSError, reported the same way.
     argv = ["raycast", "torus", "-o", str(tmp_path / "no" / "such" / "dir.png"), "--resolution", "4x4",
             "--repeat", "1"]
@@ -363,6 +397,18 @@ def test_render_and_replace_refuse_bad_arguments():
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match='"red.reflectance.value" has non-finite values'):
             jr.replace(scene, {"red.reflectance.value": [bad, 0.2, 0.3]})
+    # Keys, sample counts and depths that JAX would reject deep inside.
+    for key in (3, np.zeros(3, np.uint32), jax.random.split(jax.random.key(0), 2)):
+        with pytest.raises(TypeError, match=r"key must be a single jax.random.key"):
+            jr.render(scene, key=key, spp=1)
+    with pytest.raises(TypeError, match=r"key_grad must be a single jax.random.key"):
+        jr.render(scene, key_grad="k", spp=1)
+    with pytest.raises(ValueError, match=r"spp must be a positive integer below 2\^31, got 2147483648"):
+        jr.render(scene, spp=2**31)
+    for field, value in (("max_depth", 2**40), ("max_depth", -2), ("rr_depth", 0), ("bsdf_samples", -1)):
+        cfg = dataclasses.replace(scene.integrator, **{field: value})
+        with pytest.raises(ValueError, match=rf"integrator {field} must be an integer in"):
+            jr.render(scene, cfg, spp=1)
 
 
 def test_seed_range_and_numpy_sensor_index(tmp_path):

@@ -1064,6 +1064,10 @@ def test_wrong_shapes_raise_naming_the_parameter():
         jr.occluded(acc, v, f, o, d, np.ones((4, 1), np.float32))
     with pytest.raises(ValueError, match="origins"):
         jr.occluded(acc, v, f, np.zeros((4,), np.float32), d)
+    # A BVH of another mesh would report that mesh's face indices.
+    for query in (jr.intersect, jr.occluded):
+        with pytest.raises(ValueError, match=rf"accel was built for {f.shape[0]} faces, but faces has 2"):
+            query(acc, v, f[:2], o, d)
 
 
 @pytest.mark.parametrize("bad_index", [-1, 8, 1000])

@@ -1602,6 +1602,63 @@ def test_image_errors(tmp_path):
     assert read_image(tmp_path / "n.png").max() == 0
 
 
+def test_failed_write_keeps_the_old_file(tmp_path):
+    """A write that fails half-way (here a 4 KiB file-size limit, as a full
+    disk would) raises OSError naming the output, leaves the file that was
+    there as it was and no partial file beside it; a successful write keeps
+    the old file's permissions."""
+    import subprocess
+    import sys
+
+    old = np.random.default_rng(0).uniform(size=(8, 8, 3)).astype(np.float32)
+    for ext in (".exr", ".png", ".pfm"):
+        out = tmp_path / f"keep{ext}"
+        write_image(out, old)
+        before = out.read_bytes()
+        script = ("import resource, sys, numpy as np\n"
+                  "from jaxrender.io import write_image\n"
+                  "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+                  "img = np.random.default_rng(1).uniform(size=(128, 128, 3)).astype(np.float32)\n"
+                  "try:\n"
+                  "    write_image(sys.argv[1], img)\n"
+                  "except OSError as e:\n"
+                  "    print(e)\n"
+                  "    sys.exit(3)\n")
+        run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+        assert run.returncode == 3, (ext, run.stdout, run.stderr)
+        assert run.stdout.startswith(str(out)), run.stdout
+        assert out.read_bytes() == before, ext
+        assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith(".")) == [], ext
+    # Permissions: a new file gets the umask's, an old file keeps its own.
+    out = tmp_path / "mode.png"
+    write_image(out, old)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(out, 0o640)
+    write_image(out, old)
+    assert out.stat().st_mode & 0o777 == 0o640
+    # A directory is refused before anything is written.
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(SceneError, match=r"d\.png: is a directory"):
+        write_image(tmp_path / "d.png", old)
+
+
+def test_damaged_files_name_the_file(tmp_path):
+    """A truncated EXR and a binary .spd spectrum are SceneErrors naming
+    the file."""
+    write_image(tmp_path / "ok.exr", np.random.default_rng(0).uniform(size=(64, 64, 3)).astype(np.float32))
+    data = (tmp_path / "ok.exr").read_bytes()
+    (tmp_path / "cut.exr").write_bytes(data[:int(len(data) * 0.6)])
+    with pytest.raises(SceneError, match=r"cut\.exr: could not read EXR file \(damaged or truncated\?\)"):
+        read_image(tmp_path / "cut.exr")
+    (tmp_path / "bin.spd").write_bytes(bytes(range(256)))
+    (tmp_path / "x.xml").write_text('<scene version="3.0.0">\n<bsdf type="diffuse">\n'
+                                    '<spectrum name="reflectance" filename="bin.spd"/></bsdf></scene>')
+    with pytest.raises(SceneError, match=r"x\.xml:3: could not read spectrum file .*bin\.spd"):
+        parse_xml(str(tmp_path / "x.xml"))
+
+
 def test_obj_text_variants(tmp_path):
     # CRLF line ends, tabs, indentation, trailing comments, vertex colours, w.
     text = (

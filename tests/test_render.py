@@ -112,6 +112,34 @@ def test_reconstruction_filters_equal_mitsubas(rfilter):
     np.testing.assert_allclose(w, ref, atol=1e-3 if rfilter["type"] == "gaussian" else 2e-6)
 
 
+@pytest.mark.parametrize("rfilter", [
+    {"type": "tent"},  # 9 pixels, unrolled
+    {"type": "gaussian", "stddev": 1.2},  # 121 pixels, in a loop
+])
+def test_splat_equals_brute_force(rfilter):
+    """film.splat against a numpy sum over every (sample, pixel) pair of the
+    filter's weight, for a footprint splatted unrolled and one in a loop."""
+    from jaxrender.integrators.film import filter_weight, splat
+
+    rf = jr.load_dict({"type": "scene", "s": {
+        "type": "perspective", "film": {"type": "hdrfilm", "width": 5, "height": 4, "rfilter": rfilter}}}
+    ).sensors[0].film.rfilter
+    rng = np.random.default_rng(3)
+    values = rng.uniform(size=(2, 4, 5, 3)).astype(np.float32)
+    offsets = rng.uniform(size=(2, 4, 5, 2)).astype(np.float32)
+    acc, wsum = jax.jit(lambda v, o: splat(rf, v, o, 4, 5))(values, offsets)
+    ref, ref_w = np.zeros((4, 5, 3)), np.zeros((4, 5, 1))
+    ys, xs = np.mgrid[0:4, 0:5]
+    for s_, y, x in np.ndindex(2, 4, 5):
+        py, px = y + offsets[s_, y, x, 1], x + offsets[s_, y, x, 0]  # the sample's film position
+        w = (np.asarray(filter_weight(rf, jnp.asarray(xs + 0.5 - px, jnp.float32)))
+             * np.asarray(filter_weight(rf, jnp.asarray(ys + 0.5 - py, jnp.float32))))
+        ref += w[..., None] * values[s_, y, x]
+        ref_w += w[..., None]
+    np.testing.assert_allclose(np.asarray(acc), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(wsum), ref_w, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("sensor", [
     {"type": "perspective", "fov": 35, "fov_axis": "y"},
     {"type": "thinlens", "aperture_radius": 0.2, "focus_distance": 3.0, "fov": 40},

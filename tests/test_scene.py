@@ -1022,6 +1022,63 @@ def test_replace_errors():
         js.replace(sc, {"camera.fov": 1.0})
 
 
+def test_replace_refuses_what_the_loader_refuses_in_cameras_and_transforms():
+    """A field of view outside (0, 180) and a singular to_world would give a
+    black or flipped image, or a shape gone, without a word; outside jit,
+    replace refuses them as the loader does. Materials are not range-checked
+    (optimizers step past bounds that users clip to)."""
+    sc = _small_scene()
+    for fov in (0.0, 180.0, -40.0, 400.0):
+        with pytest.raises(ValueError, match=r'"cam.fov" must be in \(0, 180\) degrees'):
+            js.replace(sc, {"cam.fov": fov})
+    for m in (np.zeros((4, 4)), np.diag([1.0, 1.0, 0.0, 1.0]),
+              np.array([[1, 1, 0, 0], [0, 1e-9, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])):  # sheared flat
+        with pytest.raises(ValueError, match=r'"mesh.to_world" is singular'):
+            js.replace(sc, {"mesh.to_world": m})
+    # Tiny but well-shaped is fine, and so are traced values (unchecked).
+    assert js.replace(sc, {"mesh.to_world": np.diag([1e-9, 1e-9, 1e-9, 1.0]), "cam.fov": 179.0})
+    assert jax.jit(lambda f: js.replace(sc, {"cam.fov": f}).sensors[0].fov)(0.0) == 0.0
+    assert js.replace(sc, {"red.reflectance.value": [-0.5, 1.5, 0.2]})
+
+
+def test_texture_bounds():
+    """A reflectance's bounds hold for its checkerboard's colours, a bitmap's
+    texels may not be negative (HDR texels above 1 are kept, as Mitsuba
+    renders them), nor may an environment map's; blendbsdf weights and mask
+    opacities lie in [0, 1]. Each error names the line."""
+    src = {"__source__": "t.xml:4"}
+    checker = {"type": "checkerboard", "color0": {"type": "rgb", "value": [-5, -5, -5]}}
+    _raises({"type": "scene", "b": {"type": "diffuse", "reflectance": checker, **src}},
+            r"checkerboard's color0\) must be in \[0.0, 1.0\]", r"t\.xml:4")
+    _raises({"type": "scene", "b": {"type": "diffuse", "reflectance": {
+        "type": "bitmap", "data": np.full((2, 2, 3), -0.25)}, **src}}, r"bitmap texels must be >= 0.0", r"t\.xml:4")
+    assert scene(b={"type": "diffuse", "reflectance": {"type": "bitmap", "data": np.full((2, 2, 3), 1.5)}})
+    assert scene(b={"type": "diffuse", "reflectance": {"type": "checkerboard", "color0": 0.9}})
+    _raises({"type": "scene", "e": {"type": "envmap", "data": np.full((2, 4, 3), -5.0), **src}},
+            r"radiance must be >= 0, got 24 negative values", r"t\.xml:4")
+    _raises({"type": "scene", "b": {"type": "blendbsdf", "weight": -3.0, "a": {"type": "diffuse"},
+                                    "c": {"type": "diffuse"}, **src}}, r'"weight" must be in \[0.0, 1.0\]')
+    _raises({"type": "scene", "b": {"type": "mask", "opacity": 5.0, "a": {"type": "diffuse"}, **src}},
+            r'"opacity" must be in \[0.0, 1.0\]', r"t\.xml:4")
+
+
+def test_transforms_that_overflow_float32_are_refused():
+    """Each matrix, and the products the loader forms (instances, a sphere's
+    radius), must fit in float32 with their inverses: otherwise the shape
+    would vanish from the image."""
+    for m in (np.diag([1e39, 1, 1, 1]), np.diag([1e-39, 1e-39, 1e-39, 1])):
+        _raises({"type": "scene", "c": {"type": "cube", "to_world": m, "__source__": "o.xml:3"}},
+                r'"to_world" does not fit in float32', r"o\.xml:3")
+    _raises({"type": "scene", "c": {"type": "sphere", "radius": 1e30, "to_world": np.diag([1e30, 1e30, 1e30, 1]),
+                                    "__source__": "o.xml:5"}}, r'"to_world" does not fit in float32', r"o\.xml:5")
+    assert scene(c={"type": "cube", "to_world": np.diag([1e15, 1e15, 1e15, 1])})
+
+
+def test_dict_keys_must_be_strings():
+    _raises({"type": "scene", 5: {"type": "cube"}}, r"the scene dict has a key that is not a string: int 5")
+    _raises({"type": "scene", "c": {"type": "cube", ("a",): 1}}, r'"c" has a key that is not a string: tuple')
+
+
 def test_replace_and_traverse_under_jit_and_grad():
     sc = _small_scene()
 
@@ -1421,6 +1478,18 @@ def test_reconstruction_filter_parameters():
             "type": "lanczos", **bad, "__source__": "s.xml:9"}}}}, r"lobes", r"s\.xml:9")
     _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {
         "type": "catmullrom", "B": 0.3, "__source__": "s.xml:5"}}}}, r"B", r"s\.xml:5")
+    # Footprints beyond MAX_FILTER_RADIUS pixels, and cubics outside
+    # Mitchell-Netravali's [0, 1]^2 (whose weights cancel into huge pixels).
+    for bad, message in (({"type": "tent", "radius": 1e30}, r'"radius" must be <= 16'),
+                         ({"type": "gaussian", "stddev": 5.0}, r'"stddev" must be <= 4'),
+                         ({"type": "mitchell", "C": 50.0}, r'"C" must be <= 1'),
+                         ({"type": "mitchell", "B": -0.5}, r'"B" must be >= 0')):
+        _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "rfilter": {
+            **bad, "__source__": "s.xml:7"}}}}, message, r"s\.xml:7")
+    assert rfilter({"type": "gaussian", "stddev": 4.0}).radius == 16.0
+    for radius in (0.0, -1.0, float("nan"), 16.5):
+        with pytest.raises(ValueError, match=r"tent rfilter radius must be in \(0, 16.0\]"):
+            js.ReconstructionFilter("tent", radius)
 
 
 def test_thinlens_and_orthographic_sensors():

@@ -125,9 +125,13 @@ def _check_rays(origins, directions, t_max):
     return origins, directions, t_max
 
 
-def _check_accel(accel):
+def _check_accel(accel, faces=None):
     if not isinstance(accel, Accel):
         raise TypeError(f"accel must be an Accel from build_bvh, got {type(accel).__name__}")
+    if faces is not None and np.ndim(faces) == 2 and accel.num_faces != np.shape(faces)[0]:
+        # A BVH of another mesh would report face indices of that mesh.
+        raise ValueError(f"accel was built for {accel.num_faces} faces, but faces has {np.shape(faces)[0]}: "
+                         "build it from these vertices and faces (build_bvh)")
     if accel.nodes.dtype != jnp.int32 or accel.nodes.shape[-1:] != (_ffi.NODE_WORDS,):
         raise ValueError(f"accel.nodes must be int32 (M, {_ffi.NODE_WORDS}), got {accel.nodes.dtype} {accel.nodes.shape}")
     if accel.tris.dtype != jnp.float32 or accel.tris.shape[-1:] != (9,):
@@ -308,7 +312,7 @@ def intersect(accel: Accel, vertices, faces, origins, directions, t_max=None) ->
       have zero derivatives. Works under `jit`, `grad`, `jvp` and `vmap`
       (a shared `accel` is never copied per batch element).
     """
-    _check_accel(accel)
+    _check_accel(accel, faces)
     vertices, faces = _check_mesh(vertices, faces)
     origins, directions, t_max = _check_rays(origins, directions, t_max)
     batch = origins.shape[:-1]
@@ -325,7 +329,7 @@ def occluded(accel: Accel, vertices, faces, origins, directions, t_max=None) -> 
     shape. Stops at the first hit found. Not differentiable (boolean output;
     inputs pass through `stop_gradient`).
     """
-    _check_accel(accel)
+    _check_accel(accel, faces)
     vertices, faces = _check_mesh(vertices, faces)
     origins, directions, t_max = _check_rays(origins, directions, t_max)
     batch = origins.shape[:-1]

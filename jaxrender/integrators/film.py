@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 from jaxrender.scene import Camera
@@ -41,18 +42,35 @@ def splat(rfilter, values, offsets, height, width):
     """Weighted splat of samples (S, H, W, C) taken at `offsets` (S, H, W, 2)
     inside their pixels into every pixel within the filter's radius.
     Returns (weighted sums (H, W, C), weight sums (H, W, 1)). Samples stay in
-    their own pixel's cell, so each neighbour is one static shift."""
+    their own pixel's cell, so each neighbour is one shift of the image."""
     r = filter_reach(rfilter)
     c = values.shape[-1]
-    acc = jnp.zeros((height + 2 * r, width + 2 * r, c), jnp.float32)
-    wsum = jnp.zeros((height + 2 * r, width + 2 * r, 1), jnp.float32)
-    for dy in range(-r, r + 1):
-        wy = filter_weight(rfilter, dy + 0.5 - offsets[..., 1])
-        for dx in range(-r, r + 1):
-            w = (wy * filter_weight(rfilter, dx + 0.5 - offsets[..., 0]))[..., None]
-            acc = acc.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w * values, axis=0))
-            wsum = wsum.at[r + dy:r + dy + height, r + dx:r + dx + width].add(jnp.sum(w, axis=0))
-    return acc[r:r + height, r:r + width], wsum[r:r + height, r:r + width]
+    acc = jnp.zeros((height + 2 * r, width + 2 * r, c + 1), jnp.float32)
+    # The weight sum rides along as one more channel.
+    values = jnp.concatenate([values, jnp.ones(values.shape[:-1] + (1,), values.dtype)], axis=-1)
+
+    def add(acc, dy, dx):
+        w = filter_weight(rfilter, dy + 0.5 - offsets[..., 1]) * filter_weight(rfilter, dx + 0.5 - offsets[..., 0])
+        shifted = jnp.sum(w[..., None] * values, axis=0)
+        start = (r + dy, r + dx, 0)
+        return jax.lax.dynamic_update_slice(acc, jax.lax.dynamic_slice(acc, start, shifted.shape) + shifted, start)
+
+    side = 2 * r + 1
+    if side * side <= _UNROLLED_OFFSETS:
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                acc = add(acc, dy, dx)
+    else:
+        # Wide filters in a loop: unrolled, compile time grows with the
+        # footprint's area (minutes at radius 12).
+        acc = jax.lax.fori_loop(0, side * side, lambda k, acc: add(acc, k // side - r, k % side - r), acc)
+    acc = acc[r:r + height, r:r + width]
+    return acc[..., :c], acc[..., c:]
+
+
+# Footprints of up to this many pixels are splatted by unrolled code (the
+# box and tent filters' 1 and 9, the default gaussian's 25).
+_UNROLLED_OFFSETS = 25
 
 
 def clip_t_max(camera: Camera, d):

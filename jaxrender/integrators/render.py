@@ -33,9 +33,9 @@ def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
     scene's parameters, or the config itself. ValueError / TypeError name a
     bad one."""
     if integrator is None:
-        return scene.integrator
+        return _checked(scene.integrator)
     if isinstance(integrator, IntegratorConfig):
-        return integrator
+        return _checked(integrator)
     if isinstance(integrator, str):
         if integrator in ("path", "direct", "prb"):
             return dataclasses.replace(scene.integrator, type=integrator)
@@ -50,6 +50,22 @@ def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
             f"integrator must be 'path', 'prb', 'direct', 'depth', 'aov:<types>' (or an IntegratorConfig), "
             f"got {integrator!r}")
     raise TypeError(f"integrator must be None, a name or an IntegratorConfig, got {type(integrator).__name__}")
+
+
+# Largest depth / sample count a config may name: loop counters are int32.
+_INT_LIMIT = 2**31 - 1
+
+
+def _checked(cfg: IntegratorConfig) -> IntegratorConfig:
+    """cfg, after checking its integer fields (ValueError naming the field)."""
+    for name, low in (("max_depth", -1), ("rr_depth", 1), ("emitter_samples", 0), ("bsdf_samples", 0)):
+        value = getattr(cfg, name)
+        if not _is_integer(value) or not low <= value <= _INT_LIMIT:
+            extra = " (-1: unbounded)" if name == "max_depth" else ""
+            raise ValueError(f"integrator {name} must be an integer in [{low}, 2^31 - 1]{extra}, got {value!r}")
+    if cfg.nested is not None:
+        _checked(cfg.nested)
+    return cfg
 
 
 def _camera(scene: Scene, sensor) -> Camera:
@@ -90,9 +106,10 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         orthographic camera: with a thin lens, derivatives that move
         geometry or the camera raise NotImplementedError unless
         boundary=False.
-      spp: samples per pixel (default: the sensor's sampler).
-      key: a jax.random key; default `jax.random.key(seed)`. The same key
-        gives the same image, bit for bit.
+      spp: samples per pixel, below 2^31 (default: the sensor's sampler).
+      key: a jax.random key (`jax.random.key`, or a legacy uint32 (2,)
+        PRNGKey); default `jax.random.key(seed)`. The same key gives the
+        same image, bit for bit.
       seed: used when key is None.
       key_grad, seed_grad: when either is given, derivatives (jvp, vjp, grad)
         are estimated from an independent render with this key (or
@@ -164,8 +181,9 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, depth, aov are)")
     camera = _camera(scene, sensor)
     spp = _positive(camera.sample_count if spp is None else spp, "spp")
-    if key is None:
-        key = jax.random.key(seed)
+    key = jax.random.key(seed) if key is None else _check_key(key, "key")
+    if key_grad is not None:
+        _check_key(key_grad, "key_grad")
     if key_grad is None and seed_grad is None:
         if spp_grad is not None:
             raise ValueError("spp_grad needs key_grad or seed_grad (the decoupled derivative render)")
@@ -188,9 +206,21 @@ def _is_integer(x) -> bool:
 
 
 def _positive(n, name):
-    if not _is_integer(n) or n <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    if not _is_integer(n) or not 0 < n <= _INT_LIMIT:
+        raise ValueError(f"{name} must be a positive integer below 2^31, got {n!r}")
     return int(n)
+
+
+def _check_key(key, name):
+    """A typed jax.random key or a legacy uint32 (2,) key; TypeError naming
+    `name` otherwise (JAX's own message names neither)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0:
+        return key
+    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
+        return key
+    raise TypeError(f"{name} must be a single jax.random.key(...) (or a uint32 (2,) PRNGKey), got "
+                    f"{type(key).__name__}{'' if dtype is None else f' of {dtype} {jnp.shape(key)}'}")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

@@ -25,9 +25,11 @@ raises ValueError, a non-floating dtype TypeError, both naming what was given.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
+import secrets
 import warnings
 import zlib
 
@@ -57,9 +59,15 @@ def check_output_path(path, channel_names=None) -> str:
     `write_image` knows it, or when named channels go to a format other than
     EXR."""
     ext = _ext(os.path.abspath(os.fspath(path)))
-    if channel_names is not None and ext != ".exr":
+    if os.path.isdir(path):
+        raise SceneError(f"{os.path.abspath(os.fspath(path))}: is a directory, not an image file")
+    if channel_names is not None:
         names = list(channel_names)
-        raise SceneError(f"{path}: {len(names)} named channels ({', '.join(names)}) need an .exr output")
+        if ext != ".exr":
+            raise SceneError(f"{path}: {len(names)} named channels ({', '.join(names)}) need an .exr output")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise SceneError(f"{path}: channel names must be distinct, {', '.join(repeated)} repeated")
     return ext
 
 
@@ -127,7 +135,7 @@ def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
         if img.ndim != 3 or img.shape[2] != len(names) or 0 in img.shape or len(set(names)) != len(names):
             raise ValueError(f"image of shape {np.shape(image)} needs {np.shape(image)[-1]} distinct channel names, "
                              f"got {names}")
-        _write_exr(path, img, names)
+        _replace_atomically(path, lambda tmp: _write_exr(tmp, img, names))
         return
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or 0 in img.shape:
         raise ValueError(
@@ -135,13 +143,53 @@ def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
             f"{np.shape(image)}"
         )
     if ext == ".exr":
-        _write_exr(path, img)
+        write = functools.partial(_write_exr, img=img)
     elif ext == ".hdr":
-        _write_hdr(path, _rgb(img, ext))
+        write = functools.partial(_write_hdr, img=_rgb(img, ext))
     elif ext == ".pfm":
-        _write_pfm(path, img)
+        write = functools.partial(_write_pfm, img=img)
     else:
-        _write_ldr(path, img, ext, raw)
+        if ext in (".jpg", ".jpeg") and img.shape[2] == 4:
+            raise ValueError("JPEG files cannot store alpha; pass an (H, W, 3) image")
+        write = functools.partial(_write_ldr, img=img, ext=ext, raw=raw)
+    _replace_atomically(path, write)
+
+
+def _replace_atomically(path: str, write) -> None:
+    """write(tmp) into a temporary file beside `path` (same extension, for
+    the writers that go by it), then renamed over `path`: a write that fails
+    half-way (a full disk, a size limit) leaves the old file as it was and
+    no partial file behind. Failures raise OSError naming `path`."""
+    folder, name = os.path.split(path)
+    root, ext = os.path.splitext(name)
+    try:
+        # Created as open() would create the image itself (0666 less the
+        # umask); mkstemp's files are private.
+        tmp = os.path.join(folder, f".{root}.{os.getpid()}-{secrets.token_hex(4)}.partial{ext}")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as e:
+        raise OSError(f"{path}: could not write: {e.strerror or e}") from None
+    try:
+        write(tmp)
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # keep the old file's permissions
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        message = str(e).replace(tmp, path)
+        if not message.startswith(path):
+            message = f"{path}: could not write: {e.strerror or message}"
+        raise OSError(message) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _rgb(img: np.ndarray, ext: str) -> np.ndarray:
@@ -169,8 +217,10 @@ def _read_exr(path: str) -> np.ndarray:
     try:
         with OpenEXR.File(path, separate_channels=True) as f:
             channels = {name: np.array(ch.pixels) for name, ch in f.channels().items()}
-    except RuntimeError as e:
-        raise SceneError(f"{path}: could not read EXR file: {e}") from None
+    except (RuntimeError, ValueError, OSError) as e:
+        # The bindings raise ValueError for some damaged files (a truncated
+        # one has "0 parts").
+        raise SceneError(f"{path}: could not read EXR file (damaged or truncated?): {e}") from None
     names = list(channels)
     pick = None
     for prefix in [""] + sorted({n.rsplit(".", 1)[0] + "." for n in names if "." in n}):

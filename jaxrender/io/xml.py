@@ -146,6 +146,7 @@ import numpy as np
 
 from jaxrender.io._color import spectrum_to_rgb, srgb_to_linear
 from jaxrender.io.errors import SceneError, SceneWarning
+from jaxrender.scene.transform import is_singular
 
 __all__ = ["parse_xml"]
 
@@ -263,6 +264,10 @@ def _parse_tree(data: bytes, source: str) -> _Node:
             f"{source}:{e.lineno}: malformed XML: {expat.ErrorString(e.code)} "
             f"(column {e.offset + 1})"
         ) from None
+    except (LookupError, UnicodeError) as e:
+        # An encoding the XML declaration names that Python does not know,
+        # or bytes that are not in it.
+        raise SceneError(f"{source}:{parser.CurrentLineNumber}: cannot decode the file: {e}") from None
     return root[0]
 
 
@@ -354,18 +359,6 @@ def _rotate(axis, angle_deg: float, where: str) -> np.ndarray:
         [x * z * cm - y * s, y * z * cm + x * s, c + z * z * cm],
     ]
     return m
-
-
-# A 3x3 matrix counts as singular when |det| <= this times the product of its
-# column lengths (Hadamard's bound, reached by orthogonal columns): a measure
-# of degeneracy that ignores overall and per-axis scale, so that a tiny but
-# well-shaped object is fine and a flattened or sheared-flat one is not.
-_SINGULAR_RATIO = 1e-6
-
-
-def _singular(a: np.ndarray) -> bool:
-    norms = np.linalg.norm(a, axis=0)
-    return not np.all(norms > 0) or abs(np.linalg.det(a)) <= _SINGULAR_RATIO * float(np.prod(norms))
 
 
 def _coordinate_system(n: np.ndarray) -> np.ndarray:
@@ -822,13 +815,13 @@ class _Loader:
                 )
             else:
                 raise SceneError(f"{where}: unexpected <{tag}> element inside <transform>")
-            if invertible and _singular(t[:3, :3]):
+            if invertible and is_singular(t[:3, :3]):
                 raise SceneError(
                     f"{where}: {what} makes the to_world transform singular (its 3x3 part "
                     f"{np.round(t[:3, :3], 6).tolist()} has no inverse, which normals need)"
                 )
             m = t @ m
-        if invertible and _singular(m[:3, :3]):
+        if invertible and is_singular(m[:3, :3]):
             raise SceneError(
                 f"{ctx.at(node.line)}: the to_world transform is singular (its 3x3 part "
                 f"{np.round(m[:3, :3], 6).tolist()} has no inverse, which normals need)"
@@ -928,16 +921,21 @@ def _read_spd(path: str, where: str) -> list:
     """Reads a Mitsuba .spd file: lines of `wavelength value`, '#' comments."""
     if not os.path.isfile(path):
         raise SceneError(f"{where}: spectrum file {path} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeError) as e:
+        raise SceneError(f"{where}: could not read spectrum file {path} (a text file of 'wavelength value' "
+                         f"lines): {e}") from None
     pairs = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 2:
-                raise SceneError(f"{path}:{i}: expected 'wavelength value', got {line!r}")
-            pairs.append(tuple(_float(p, "spectrum entry", f"{path}:{i}") for p in parts))
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise SceneError(f"{path}:{i}: expected 'wavelength value', got {line!r}")
+        pairs.append(tuple(_float(p, "spectrum entry", f"{path}:{i}") for p in parts))
     return pairs
 
 

@@ -77,6 +77,7 @@ from jaxrender.scene.sensors import (
     Film,
     OrthographicCamera,
     PerspectiveCamera,
+    MAX_FILTER_RADIUS,
     ReconstructionFilter,
     ThinLensCamera,
 )
@@ -90,6 +91,7 @@ from jaxrender.scene.shapes import (
     vertex_normals,
 )
 from jaxrender.scene._pytree import StaticArray
+from jaxrender.scene.transform import is_singular
 from jaxrender.scene.textures import (
     BitmapTexture,
     CheckerboardTexture,
@@ -254,12 +256,7 @@ def _is_number(x) -> bool:
     return isinstance(x, np.ndarray) and x.ndim == 0 and np.issubdtype(x.dtype, np.number)
 
 
-def _singular(a: np.ndarray) -> bool:
-    """|det| tiny next to Hadamard's bound (the product of the column
-    lengths): degenerate whatever the scale (as jaxrender.io.xml checks)."""
-    norms = np.linalg.norm(a, axis=0)
-    return not np.all(norms > 0) or abs(np.linalg.det(a)) <= 1e-6 * float(np.prod(norms))
-
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # Reflectances (Mitsuba's sRGB reflectance spectra) must lie in [0, 1].
 UNIT = (0.0, 1.0)
@@ -344,7 +341,7 @@ class _Obj:
             if name in self.d:
                 raise self.error(f'parameter "{name}" is not supported by jaxrender')
 
-    def float(self, name, default=_MISSING, *, minimum=None, exclusive=False) -> float:
+    def float(self, name, default=_MISSING, *, minimum=None, exclusive=False, maximum=None) -> float:
         value = self.raw(name, default)
         if name not in self.d:
             return float(default)
@@ -356,6 +353,8 @@ class _Obj:
         if minimum is not None and (value < minimum or (exclusive and value == minimum)):
             bound = ">" if exclusive else ">="
             raise self.error(f'parameter "{name}" must be {bound} {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise self.error(f'parameter "{name}" must be <= {maximum}, got {value}')
         return value
 
     def int(self, name, default=_MISSING, *, minimum=None, maximum=None) -> int:
@@ -406,9 +405,25 @@ class _Obj:
             raise self.error(f'parameter "{name}" must be a (4, 4) float array, got shape {m.shape}')
         if not np.all(np.isfinite(m)):
             raise self.error(f'parameter "{name}" has non-finite entries: {m.tolist()}')
-        if name == "to_world" and _singular(m[:3, :3]):
+        if name == "to_world" and is_singular(m[:3, :3]):
             raise self.error(f'parameter "to_world" is singular (its 3x3 part {np.round(m[:3, :3], 6).tolist()} '
                              "has no inverse, which normals and directions need)")
+        return self.check_float32(m, name)
+
+    def check_float32(self, m: np.ndarray, name: str) -> np.ndarray:
+        """m, after checking that float32 holds it and its inverse (normals
+        and directions go through the inverse): a transform that overflows
+        would otherwise make its shape or camera vanish without a word."""
+        with np.errstate(all="ignore"):
+            ok = np.all(np.abs(m) <= _FLOAT32_MAX)
+            if ok and m.shape == (4, 4) and name == "to_world":
+                try:
+                    ok = np.all(np.abs(np.linalg.inv(m[:3, :3])) <= _FLOAT32_MAX)
+                except np.linalg.LinAlgError:  # exactly singular: no inverse at all
+                    ok = False
+        if not ok:
+            raise self.error(f'parameter "{name}" does not fit in float32 (largest entry of it or its inverse '
+                             f"beyond {_FLOAT32_MAX:.3g}): [{'; '.join(' '.join(f'{x:.3g}' for x in row) for row in m)}]")
         return m
 
     def vector3(self, name, default=_MISSING) -> np.ndarray:
@@ -508,13 +523,18 @@ class _Obj:
             return ConstantTexture(value=_f32(default))
         value = self.raw(name, default)
         c = self.constant(name, value, emitter)
-        if c is not None:
-            lo, hi = (0.0, None) if emitter and bounds is None else (bounds or (None, None))
-            arr = np.asarray(c, np.float64)
+        lo, hi = (0.0, None) if emitter and bounds is None else (bounds or (None, None))
+
+        def check(arr, what):
+            arr = np.asarray(arr, np.float64)
             if (lo is not None and np.any(arr < lo)) or (hi is not None and np.any(arr > hi)):
                 want = f"in [{lo}, {hi}]" if lo is not None and hi is not None else (
                     f">= {lo}" if lo is not None else f"<= {hi}")
-                raise self.error(f'parameter "{name}" must be {want}, got {np.round(arr, 6).tolist()}')
+                got = np.round(arr, 6).tolist() if arr.size <= 3 else f"values in [{arr.min():.6g}, {arr.max():.6g}]"
+                raise self.error(f'parameter "{name}"{what} must be {want}, got {got}')
+
+        if c is not None:
+            check(c, "")
             return ConstantTexture(value=_f32(c))
         if isinstance(value, dict) and "type" in value:
             target = self.loader.resolve(value, self)
@@ -525,7 +545,18 @@ class _Obj:
                         f'parameter "{name}" of {self.type} must be a constant (float, rgb or '
                         f'spectrum), not a {target["type"]} texture'
                     )
-                return self.loader.build_texture(target)
+                tex = self.loader.build_texture(target)
+                # A texture's constants obey the parameter's bounds; a
+                # bitmap's texels its lower one (HDR images above 1 are
+                # rendered as Mitsuba does, negative ones never make sense).
+                if isinstance(tex, CheckerboardTexture):
+                    check(tex.color0, " (its checkerboard's color0)")
+                    check(tex.color1, " (its checkerboard's color1)")
+                elif isinstance(tex, BitmapTexture) and lo is not None and np.any(np.asarray(tex.data) < lo):
+                    data = np.asarray(tex.data)
+                    raise self.error(f'parameter "{name}": bitmap texels must be >= {lo}, got '
+                                     f"{int(np.sum(data < lo))} below (min {data.min():.6g})")
+                return tex
             raise self.error(
                 f'parameter "{name}" must be a float, rgb, spectrum or texture, got a {category} '
                 f'({target["type"]})'
@@ -737,11 +768,27 @@ class _Loader:
 
     # -- the whole scene
 
+    def check_keys(self, root: dict) -> None:
+        """Every key of the scene dict and of the dicts inside it is a string
+        (each dict looked at once: shared and self-containing ones too)."""
+        seen, todo = set(), [(root, "the scene dict")]
+        while todo:
+            d, where = todo.pop()
+            if id(d) in seen:
+                continue
+            seen.add(id(d))
+            for key, value in d.items():
+                if not isinstance(key, str):
+                    raise self.error(f"{where} has a key that is not a string: {_describe(key)}")
+                if isinstance(value, dict):
+                    todo.append((value, f'"{key}"'))
+
     def load(self) -> Scene:
         root = self.root
         if not isinstance(root, dict) or root.get("type") != "scene":
             got = root.get("type") if isinstance(root, dict) else _describe(root)
             raise self.error(f'the root of a scene dict must have "type": "scene", got {got!r}')
+        self.check_keys(root)
         self.index()
         for key, d in root.items():
             if key in _RESERVED or key.startswith("__"):
@@ -914,7 +961,7 @@ class _Loader:
         to_world = p.matrix("to_world")
         to_world = np.eye(4) if to_world is None else to_world
         if instance is not None:
-            to_world = np.asarray(instance[0], np.float64) @ to_world
+            to_world = p.check_float32(np.asarray(instance[0], np.float64) @ to_world, "to_world")
         flip_normals = p.bool("flip_normals", False)
         face_normals = False
         if t in ("obj", "ply", "serialized"):
@@ -952,6 +999,7 @@ class _Loader:
                 frame[:3, 0], frame[:3, 1] = _coordinate_system(unit_axis)
                 frame[:3, 2] = unit_axis
                 to_world = to_world @ _translate_np(p0) @ frame @ np.diag([radius, radius, length, 1.0])
+            p.check_float32(to_world, "to_world")
         bsdfs = p.nested("bsdf")
         emitters = p.nested("emitter")
         p.finish()
@@ -1229,7 +1277,7 @@ class _Loader:
                               f"got {len(nested)}")
             inner = tuple(self.build_bsdf(nd) for _, nd in nested)
             if t == "blendbsdf":
-                b = BlendBSDF(weight=p.texture("weight"), bsdf=inner, id=bid)
+                b = BlendBSDF(weight=p.texture("weight", bounds=UNIT), bsdf=inner, id=bid)
             elif t == "normalmap":
                 b = NormalMap(normalmap=p.texture("normalmap"), bsdf=inner, id=bid)
             elif t == "bumpmap":
@@ -1242,7 +1290,7 @@ class _Loader:
                                   "gradient (Mitsuba's bumpmap fails on it too)")
                 b = BumpMap(texture=height, bsdf=inner, scale=p.float("scale", 1.0), id=bid)
             else:
-                b = Mask(opacity=p.texture("opacity", 0.5), bsdf=inner, id=bid)
+                b = Mask(opacity=p.texture("opacity", 0.5, bounds=UNIT), bsdf=inner, id=bid)
         elif t == "null":
             b = Null(id=bid)
         elif t == "principled":
@@ -1387,6 +1435,10 @@ class _Loader:
                 source = p.str("filename") if p.has("filename") else 'parameter "data"'
                 raise p.error(f"{source}: an environment map (latitude-longitude image) needs at least 2 rows, "
                               f"got shape {image.shape}")
+            if np.any(image < 0):
+                source = p.str("filename") if p.has("filename") else 'parameter "data"'
+                raise p.error(f"{source}: an environment map's radiance must be >= 0, got "
+                              f"{int(np.sum(image < 0))} negative values (min {image.min():.6g})")
             scale = p.float("scale", 1.0, minimum=0.0)
             m = p.matrix("to_world")
             e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
@@ -1486,18 +1538,24 @@ class _Loader:
 
     def build_rfilter(self, d: dict) -> ReconstructionFilter:
         p = _Obj(self, d, "rfilter")
+        # Footprints are bounded (MAX_FILTER_RADIUS pixels): each pixel of
+        # the footprint costs a pass over the samples.
         if p.type == "gaussian":
-            stddev = p.float("stddev", 0.5, minimum=0.0, exclusive=True)
+            stddev = p.float("stddev", 0.5, minimum=0.0, exclusive=True, maximum=MAX_FILTER_RADIUS / 4)
             f = ReconstructionFilter("gaussian", 4.0 * stddev, stddev)
         elif p.type == "mitchell":
-            f = ReconstructionFilter("mitchell", 2.0, b=p.float("B", 1.0 / 3.0), c=p.float("C", 1.0 / 3.0))
+            # Mitchell and Netravali's family lives in [0, 1]^2; far outside
+            # it the weights nearly cancel and pixels blow up.
+            f = ReconstructionFilter("mitchell", 2.0, b=p.float("B", 1.0 / 3.0, minimum=0.0, maximum=1.0),
+                                     c=p.float("C", 1.0 / 3.0, minimum=0.0, maximum=1.0))
         elif p.type == "catmullrom":
             f = ReconstructionFilter("mitchell", 2.0, b=0.0, c=0.5)
         elif p.type == "lanczos":
             f = ReconstructionFilter("lanczos", float(p.int("lobes", 3, minimum=1, maximum=16)))
         else:
             default = 0.5 if p.type == "box" else 1.0
-            f = ReconstructionFilter(p.type, p.float("radius", default, minimum=0.0, exclusive=True))
+            f = ReconstructionFilter(p.type, p.float("radius", default, minimum=0.0, exclusive=True,
+                                                     maximum=MAX_FILTER_RADIUS))
         p.finish()
         return f
 

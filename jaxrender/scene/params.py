@@ -73,6 +73,7 @@ from jaxrender.scene.bsdfs import BlendBSDF, BumpMap, Mask, NormalMap, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
 from jaxrender.scene.shapes import vertex_normals
+from jaxrender.scene.transform import is_singular
 from jaxrender.scene.textures import (
     BitmapTexture,
     CheckerboardTexture,
@@ -190,7 +191,7 @@ def traverse(scene: Scene) -> dict[str, jax.Array]:
     return {name: _get(scene, paths[0]) for name, paths in _param_paths(scene).items()}
 
 
-def _checked_value(name: str, value, current, resizable: bool):
+def _checked_value(name: str, value, current, resizable: bool, field: str = ""):
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f'parameter "{name}" must be a float array, got bool {value!r}')
     if isinstance(value, (int, float)):
@@ -217,7 +218,24 @@ def _checked_value(name: str, value, current, resizable: bool):
     # value is known (traced values, inside the user's jit, cannot be).
     if not isinstance(value, jax.core.Tracer) and not bool(jnp.isfinite(value).all()):
         raise ValueError(f'parameter "{name}" has non-finite values (NaN or inf; float32 overflow?)')
+    if not isinstance(value, jax.core.Tracer):
+        _check_geometry(name, field, np.asarray(value))
     return value
+
+
+def _check_geometry(name: str, field: str, value: np.ndarray) -> None:
+    """The checks the loader makes of a field of view and of a transform
+    (the image would be black or flipped, or the shape gone, without a
+    word). Materials and emitters are not range-checked: optimizers step
+    through bounds that users clip to (as in Mitsuba, whose update takes
+    any value)."""
+    if field == "fov" and not 0.0 < float(value) < 180.0:
+        raise ValueError(f'parameter "{name}" must be in (0, 180) degrees, got {float(value)}')
+    if field == "to_world" and value.shape == (4, 4):
+        a = value[:3, :3].astype(np.float64)
+        if is_singular(a):
+            raise ValueError(f'parameter "{name}" is singular (its 3x3 part {np.round(a, 6).tolist()} has no '
+                             "inverse, which normals and directions need)")
 
 
 def replace(scene: Scene, updates: Mapping[str, jax.typing.ArrayLike]) -> Scene:
@@ -263,7 +281,7 @@ def replace(scene: Scene, updates: Mapping[str, jax.typing.ArrayLike]) -> Scene:
         current = _get(scene, first)
         parent = _get(scene, first[:-1])
         resizable = first[-1] == "data" and isinstance(parent, (BitmapTexture, EnvironmentMap))
-        value = _checked_value(name, value, current, resizable)
+        value = _checked_value(name, value, current, resizable, str(first[-1]))
         for path in paths[name]:
             scene = _set(scene, path, value)
             changed.add(path)

@@ -38,6 +38,19 @@ class ReconstructionFilter:
     b: float | None = None
     c: float | None = None
 
+    def __post_init__(self):
+        if self.type not in ("box", "tent", "gaussian", "mitchell", "lanczos"):
+            raise ValueError(f"rfilter type must be box, tent, gaussian, mitchell or lanczos, got {self.type!r}")
+        if not 0 < self.radius <= MAX_FILTER_RADIUS:  # also refuses NaN
+            raise ValueError(f"{self.type} rfilter radius must be in (0, {MAX_FILTER_RADIUS}] pixels, "
+                             f"got {self.radius}")
+
+
+# Widest reconstruction filter (radius in pixels): the film splats each
+# sample into every pixel its filter reaches, one pass over the samples per
+# pixel of the footprint. Lanczos' 16 lobes are Mitsuba's most.
+MAX_FILTER_RADIUS = 16.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Film:

@@ -167,3 +167,19 @@ def transform_normals(matrix, normals) -> jax.Array:
     of a (4, 4) transform (not renormalized), as Mitsuba does for meshes."""
     m = jnp.asarray(matrix, jnp.float32)
     return _apply_linear(jnp.linalg.inv(m[:3, :3]).T, normals)
+
+
+# A 3x3 matrix counts as singular when |det| <= this times the product of its
+# column lengths (Hadamard's bound, reached by orthogonal columns): a measure
+# of degeneracy that ignores overall and per-axis scale, so that a tiny but
+# well-shaped object is fine and a flattened or sheared-flat one is not.
+SINGULAR_RATIO = 1e-6
+
+
+def is_singular(a) -> bool:
+    """Whether the 3x3 part of a transform (numpy, float64) is degenerate by
+    SINGULAR_RATIO, whatever its scale: normals and directions need its
+    inverse. The loader, the XML parser and `replace` all use this test."""
+    a = np.asarray(a, np.float64)
+    norms = np.linalg.norm(a, axis=0)
+    return not np.all(norms > 0) or abs(np.linalg.det(a)) <= SINGULAR_RATIO * float(np.prod(norms))
