@@ -1042,20 +1042,30 @@ def test_replace_refuses_what_the_loader_refuses_in_cameras_and_transforms():
 
 
 def test_texture_bounds():
-    """A reflectance's bounds hold for its checkerboard's colours, a bitmap's
-    texels may not be negative (HDR texels above 1 are kept, as Mitsuba
-    renders them), nor may an environment map's; blendbsdf weights and mask
-    opacities lie in [0, 1]. Each error names the line."""
+    """A reflectance's bounds hold for its checkerboard's colours (an error
+    naming the line); a bitmap's negative texels under a reflectance or an
+    emitter, and an environment map's, are raised to 0 with a warning naming
+    the line (image files carry small negative values from resampling, which
+    Mitsuba keeps; HDR texels above 1 are kept, as Mitsuba keeps them), and
+    a texture shared by two BSDFs stays one parameter; blendbsdf weights and
+    mask opacities lie in [0, 1]."""
     src = {"__source__": "t.xml:4"}
     checker = {"type": "checkerboard", "color0": {"type": "rgb", "value": [-5, -5, -5]}}
     _raises({"type": "scene", "b": {"type": "diffuse", "reflectance": checker, **src}},
             r"checkerboard's color0\) must be in \[0.0, 1.0\]", r"t\.xml:4")
-    _raises({"type": "scene", "b": {"type": "diffuse", "reflectance": {
-        "type": "bitmap", "data": np.full((2, 2, 3), -0.25)}, **src}}, r"bitmap texels must be >= 0.0", r"t\.xml:4")
-    assert scene(b={"type": "diffuse", "reflectance": {"type": "bitmap", "data": np.full((2, 2, 3), 1.5)}})
+    data = np.full((2, 2, 3), 0.5)
+    data[0, 1] = [-0.25, 1.5, 0.5]
+    with pytest.warns(UserWarning, match=r"t\.xml:4.*1 texel value\(s\) below 0.0 \(min -0.25\) raised to 0.0"):
+        s = scene(tex={"type": "bitmap", "data": data},
+                  a={"type": "diffuse", "reflectance": {"type": "ref", "id": "tex"}, **src},
+                  b={"type": "diffuse", "reflectance": {"type": "ref", "id": "tex"}, **src})
+    texels = np.asarray(s.bsdfs[0].reflectance.data)
+    assert texels.min() == 0.0 and texels[0, 1, 1] == 1.5 and s.bsdfs[1].reflectance is s.bsdfs[0].reflectance
+    assert "tex.data" in js.traverse(s)
+    with pytest.warns(UserWarning, match=r"t\.xml:4.*24 texel value\(s\) below 0.0 \(min -5\)"):
+        s = scene(e={"type": "envmap", "data": np.full((2, 4, 3), -5.0), **src})
+    assert np.asarray(s.emitters[0].data).max() == 0.0
     assert scene(b={"type": "diffuse", "reflectance": {"type": "checkerboard", "color0": 0.9}})
-    _raises({"type": "scene", "e": {"type": "envmap", "data": np.full((2, 4, 3), -5.0), **src}},
-            r"radiance must be >= 0, got 24 negative values", r"t\.xml:4")
     _raises({"type": "scene", "b": {"type": "blendbsdf", "weight": -3.0, "a": {"type": "diffuse"},
                                     "c": {"type": "diffuse"}, **src}}, r'"weight" must be in \[0.0, 1.0\]')
     _raises({"type": "scene", "b": {"type": "mask", "opacity": 5.0, "a": {"type": "diffuse"}, **src}},

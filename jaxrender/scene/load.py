@@ -34,6 +34,7 @@ objects nest at most `MAX_OBJECT_DEPTH` (100) levels.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import numbers
@@ -426,6 +427,16 @@ class _Obj:
                              f"beyond {_FLOAT32_MAX:.3g}): [{'; '.join(' '.join(f'{x:.3g}' for x in row) for row in m)}]")
         return m
 
+    def clamp_below(self, data: np.ndarray, lo: float, what: str):
+        """data with values below lo raised to lo, warning (naming the object
+        and `what`) when there were any; unchanged data stays the same array."""
+        below = data < lo
+        if not np.any(below):
+            return data
+        _warn(f"{self.where()}: {what}: {int(np.sum(below))} texel value(s) below {lo} (min {data.min():.6g}) "
+              f"raised to {lo}")
+        return _f32(np.maximum(data, lo))
+
     def vector3(self, name, default=_MISSING) -> np.ndarray:
         value = self.raw(name, default)
         try:
@@ -546,16 +557,26 @@ class _Obj:
                         f'spectrum), not a {target["type"]} texture'
                     )
                 tex = self.loader.build_texture(target)
-                # A texture's constants obey the parameter's bounds; a
-                # bitmap's texels its lower one (HDR images above 1 are
-                # rendered as Mitsuba does, negative ones never make sense).
+                # A texture's constants obey the parameter's bounds. A
+                # bitmap's texels are raised to its lower one with a warning:
+                # image files carry small negative values (resampling's
+                # ringing) that Mitsuba renders as they are; texels above 1
+                # (HDR) are kept, as Mitsuba keeps them.
                 if isinstance(tex, CheckerboardTexture):
                     check(tex.color0, " (its checkerboard's color0)")
                     check(tex.color1, " (its checkerboard's color1)")
-                elif isinstance(tex, BitmapTexture) and lo is not None and np.any(np.asarray(tex.data) < lo):
-                    data = np.asarray(tex.data)
-                    raise self.error(f'parameter "{name}": bitmap texels must be >= {lo}, got '
-                                     f"{int(np.sum(data < lo))} below (min {data.min():.6g})")
+                elif isinstance(tex, BitmapTexture) and lo is not None:
+                    # Once per texture, so that its users still share it.
+                    memo = self.loader.clamped
+                    if (id(target), lo) not in memo:
+                        data = self.clamp_below(np.asarray(tex.data), lo, f'parameter "{name}"')
+                        if data is not tex.data:
+                            clamped = dataclasses.replace(tex, data=data)
+                            # It stands for the texture's dict, as the original did.
+                            self.loader.sources[id(clamped)] = self.loader.sources.get(id(tex), (target, ""))
+                            tex = clamped
+                        memo[id(target), lo] = tex
+                    tex = memo[id(target), lo]
                 return tex
             raise self.error(
                 f'parameter "{name}" must be a float, rgb, spectrum or texture, got a {category} '
@@ -612,6 +633,9 @@ class _Loader:
         self.by_id: dict[str, dict] = {}
         self.order: dict[int, int] = {}
         self.built: dict[int, object] = {}
+        # Bitmaps whose texels were raised to a parameter's lower bound, by
+        # (id of the texture's dict, bound).
+        self.clamped: dict[tuple[int, float], BitmapTexture] = {}
         self.building: set[int] = set()
         self.shapes: list[Mesh] = []
         self.shape_dicts: list[dict] = []
@@ -1435,10 +1459,8 @@ class _Loader:
                 source = p.str("filename") if p.has("filename") else 'parameter "data"'
                 raise p.error(f"{source}: an environment map (latitude-longitude image) needs at least 2 rows, "
                               f"got shape {image.shape}")
-            if np.any(image < 0):
-                source = p.str("filename") if p.has("filename") else 'parameter "data"'
-                raise p.error(f"{source}: an environment map's radiance must be >= 0, got "
-                              f"{int(np.sum(image < 0))} negative values (min {image.min():.6g})")
+            # Negative radiance would break the map's importance sampling.
+            image = np.asarray(p.clamp_below(image, 0.0, p.str("filename") if p.has("filename") else '"data"'))
             scale = p.float("scale", 1.0, minimum=0.0)
             m = p.matrix("to_world")
             e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
