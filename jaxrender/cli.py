@@ -181,11 +181,11 @@ def _cmd_render(args) -> int:
     check_output_path(args.output, names)
     spp = args.spp if args.spp is not None else camera.sample_count
     width, height = camera.film.width, camera.film.height
-    # Passes of about PASS_SAMPLES samples, each one jitted call, so progress
-    # can be shown; the image is their average.
-    from jaxrender.integrators.render import PASS_SAMPLES
+    # Passes of about pass_samples() samples, each one jitted call, so
+    # progress can be shown; the image is their average.
+    from jaxrender.integrators.render import pass_samples
 
-    chunk = max(1, min(spp, PASS_SAMPLES // (width * height)))
+    chunk = max(1, min(spp, pass_samples() // (width * height)))
     # Lazily: spp may be up to 2^31 passes of one sample.
     sizes = (min(chunk, spp - start) for start in range(0, spp, chunk))
     key = jax.random.key(args.seed)

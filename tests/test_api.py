@@ -425,3 +425,14 @@ def test_seed_range_and_numpy_sensor_index(tmp_path):
                    '</emitter></scene>')
     with pytest.raises(jr.SceneError, match=r"env\.xml:2.*row\.exr.*at least 2 rows"):
         jr.load_file(str(xml))
+
+
+def test_pass_size_follows_the_backend(monkeypatch):
+    """2^16 samples a pass on the CPU; 2^20 on a GPU, where 2^16 would leave
+    most of it idle (and the CLI's passes follow the same size)."""
+    import importlib
+
+    R = importlib.import_module("jaxrender.integrators.render")  # the module, not the function
+    assert R.pass_samples() == R.PASS_SAMPLES == 1 << 16
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert R.pass_samples() == R.GPU_PASS_SAMPLES == 1 << 20

@@ -25,6 +25,18 @@ from jaxrender.scene import CAMERAS, Camera, IntegratorConfig, Scene, ThinLensCa
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
 # XLA:CPU's per-fusion arrays cache-sized (measured ~10% faster than 2^18).
 PASS_SAMPLES = 1 << 16
+# On a GPU, 2^16 samples are too few to fill it, and every pass is a
+# sequence of kernel launches: a 256x256 image gets 16 spp per pass there
+# (a 1024x1024 one has 2^20 samples per spp anyway). Not yet measured on a
+# GPU (benchmarks/RESULTS.md); reverse mode through `path` keeps ~160 bytes
+# per sample and bounce of a pass (1.3 GiB at max_depth 8).
+GPU_PASS_SAMPLES = 1 << 20
+
+
+def pass_samples() -> int:
+    """Most samples one pass traces on JAX's default backend: PASS_SAMPLES
+    on the CPU, GPU_PASS_SAMPLES elsewhere."""
+    return PASS_SAMPLES if jax.default_backend() == "cpu" else GPU_PASS_SAMPLES
 
 
 def integrator_config(scene: Scene, integrator) -> IntegratorConfig:
@@ -143,8 +155,9 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
       the nested integrator's RGB first (when it has one), then each AOV's
       channels in order (see `jaxrender.integrators.aov`). Works inside jit.
 
-    Memory: samples are traced in passes of at most PASS_SAMPLES (2^16), so
-    a render takes O(PASS_SAMPLES) memory whatever the spp. Reverse mode
+    Memory: samples are traced in passes of at most `pass_samples()` (2^16
+    on the CPU, 2^20 on a GPU), so a render takes O(pass) memory whatever
+    the spp; the figures below are for the CPU's 2^16. Reverse mode
     (`grad`, `vjp`) keeps the residuals of one pass: about 160 bytes per
     sample per bounce (measured with XLA's memory analysis on the Cornell
     box: 10 MiB per bounce for a 2^16-sample pass), so roughly
@@ -293,8 +306,8 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
     width, height = camera.film.width, camera.film.height
     pixels = width * height
-    # The largest divisor of spp that keeps a pass under PASS_SAMPLES samples.
-    per_pass = max(1, min(spp, PASS_SAMPLES // max(pixels, 1)))
+    # The largest divisor of spp that keeps a pass under pass_samples().
+    per_pass = max(1, min(spp, pass_samples() // max(pixels, 1)))
     while spp % per_pass:
         per_pass -= 1
     passes = spp // per_pass
