@@ -1624,7 +1624,10 @@ def test_failed_write_keeps_the_old_file(tmp_path):
                   "except OSError as e:\n"
                   "    print(e)\n"
                   "    sys.exit(3)\n")
-        run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+        # From tmp_path: `-c` puts the working directory first on sys.path,
+        # and the source tree (CI's) holds no compiled modules.
+        run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                             cwd=tmp_path)
         assert run.returncode == 3, (ext, run.stdout, run.stderr)
         assert run.stdout.startswith(str(out)), run.stdout
         assert out.read_bytes() == before, ext
