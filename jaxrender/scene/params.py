@@ -218,8 +218,8 @@ def _checked_value(name: str, value, current, resizable: bool, field: str = ""):
     # value is known (traced values, inside the user's jit, cannot be).
     if not isinstance(value, jax.core.Tracer) and not bool(jnp.isfinite(value).all()):
         raise ValueError(f'parameter "{name}" has non-finite values (NaN or inf; float32 overflow?)')
-    if not isinstance(value, jax.core.Tracer):
-        _check_geometry(name, field, np.asarray(value))
+    if field in ("fov", "to_world") and not isinstance(value, jax.core.Tracer):
+        _check_geometry(name, field, np.asarray(value))  # a few numbers to the host
     return value
 
 
