@@ -149,8 +149,6 @@ def write_image(path, image, *, raw: bool = False, channel_names=None) -> None:
     elif ext == ".pfm":
         write = functools.partial(_write_pfm, img=img)
     else:
-        if ext in (".jpg", ".jpeg") and img.shape[2] == 4:
-            raise ValueError("JPEG files cannot store alpha; pass an (H, W, 3) image")
         write = functools.partial(_write_ldr, img=img, ext=ext, raw=raw)
     _replace_atomically(path, write)
 

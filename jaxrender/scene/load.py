@@ -428,14 +428,15 @@ class _Obj:
         return m
 
     def clamp_below(self, data: np.ndarray, lo: float, what: str):
-        """data with values below lo raised to lo, warning (naming the object
-        and `what`) when there were any; unchanged data stays the same array."""
+        """data (numpy) with values below lo raised to lo, warning (naming the
+        object and `what`) when there were any; data itself when there were
+        none."""
         below = data < lo
         if not np.any(below):
             return data
         _warn(f"{self.where()}: {what}: {int(np.sum(below))} texel value(s) below {lo} (min {data.min():.6g}) "
               f"raised to {lo}")
-        return _f32(np.maximum(data, lo))
+        return np.maximum(data, np.asarray(lo, data.dtype))
 
     def vector3(self, name, default=_MISSING) -> np.ndarray:
         value = self.raw(name, default)
@@ -566,17 +567,7 @@ class _Obj:
                     check(tex.color0, " (its checkerboard's color0)")
                     check(tex.color1, " (its checkerboard's color1)")
                 elif isinstance(tex, BitmapTexture) and lo is not None:
-                    # Once per texture, so that its users still share it.
-                    memo = self.loader.clamped
-                    if (id(target), lo) not in memo:
-                        data = self.clamp_below(np.asarray(tex.data), lo, f'parameter "{name}"')
-                        if data is not tex.data:
-                            clamped = dataclasses.replace(tex, data=data)
-                            # It stands for the texture's dict, as the original did.
-                            self.loader.sources[id(clamped)] = self.loader.sources.get(id(tex), (target, ""))
-                            tex = clamped
-                        memo[id(target), lo] = tex
-                    tex = memo[id(target), lo]
+                    tex = self.loader.clamped_bitmap(target, tex, lo, self, f'parameter "{name}"')
                 return tex
             raise self.error(
                 f'parameter "{name}" must be a float, rgb, spectrum or texture, got a {category} '
@@ -789,6 +780,23 @@ class _Loader:
         if tag is not None and tag != category:
             raise self.error(f'<{tag} type="{t}">{src}: "{t}" is a {category} plugin, not a {tag}')
         return category
+
+    def clamped_bitmap(self, target: dict, tex: BitmapTexture, lo: float, user: _Obj, what: str) -> BitmapTexture:
+        """tex with its texels raised to lo (`_Obj.clamp_below`, warning as
+        `user`'s `what`), once per texture dict and bound, so that the
+        texture's users still share one object (and one parameter); tex
+        itself where no texel was below lo."""
+        key = (id(target), lo)
+        if key not in self.clamped:
+            texels = np.asarray(tex.data)
+            data = user.clamp_below(texels, lo, what)
+            if data is not texels:
+                clamped = dataclasses.replace(tex, data=_f32(data))
+                # It stands for the texture's dict, as the original did.
+                self.sources[id(clamped)] = self.sources.get(id(tex), (target, ""))
+                tex = clamped
+            self.clamped[key] = tex
+        return self.clamped[key]
 
     # -- the whole scene
 
@@ -1455,12 +1463,12 @@ class _Loader:
             e = ConstantEmitter(radiance=p.texture("radiance", 1.0, spatial=False, emitter=True), id=eid)
         elif t == "envmap":
             image = self.image(p, raw=False, channels=(3,))
+            source = p.str("filename") if p.has("filename") else 'parameter "data"'
             if image.shape[0] < 2:
-                source = p.str("filename") if p.has("filename") else 'parameter "data"'
                 raise p.error(f"{source}: an environment map (latitude-longitude image) needs at least 2 rows, "
                               f"got shape {image.shape}")
             # Negative radiance would break the map's importance sampling.
-            image = np.asarray(p.clamp_below(image, 0.0, p.str("filename") if p.has("filename") else '"data"'))
+            image = p.clamp_below(image, 0.0, source)
             scale = p.float("scale", 1.0, minimum=0.0)
             m = p.matrix("to_world")
             e = EnvironmentMap(data=_f32(image), scale=_f32(scale),
