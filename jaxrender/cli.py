@@ -16,6 +16,7 @@ reported as one line naming the file/line or parameter, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -295,6 +296,23 @@ def _cmd_raycast(args) -> int:
     return 0
 
 
+_VALUE_FLAGS = ("--resolution", "--spp", "--seed", "--max-depth", "--sensor", "--subdivisions", "--repeat")
+
+
+def _attach_dash_values(argv: list) -> list:
+    """argparse takes a value that starts with '-' and is not a plain number
+    ("--resolution -4x4") for a flag and says only "expected one argument".
+    Such a value is attached to its flag ("--resolution=-4x4") so that the
+    flag's own check names what is wrong with it."""
+    out = []
+    for a in argv:
+        if out and out[-1] in _VALUE_FLAGS and re.match(r"-[\d.]", a):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="jaxrender", description="A differentiable renderer native to JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,7 +349,7 @@ def main(argv=None) -> int:
     rc.add_argument("--subdivisions", type=int, default=5, help="icosphere subdivisions (sphere only)")
     rc.add_argument("--method", choices=["sah", "lbvh"], default="sah", help="BVH builder (CPU)")
     rc.add_argument("--repeat", type=int, default=5, help="timed repetitions")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_dash_values(sys.argv[1:] if argv is None else list(argv)))
 
     from jaxrender.io import SceneError
 

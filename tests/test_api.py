@@ -352,6 +352,11 @@ def test_cli_never_prints_a_traceback_for_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["raycast", "torus", "-o", "x.png", "--resolution", "100000x100000"])
     assert info.value.code == 2 and "--resolution '100000x100000' is too large" in capsys.readouterr().err
+    # A value that starts with '-' reaches its flag's own check (argparse
+    # alone took "-4x4" for a flag and said "expected one argument").
+    with pytest.raises(SystemExit) as info:
+        cli.main(["raycast", "torus", "-o", "x.png", "--resolution", "-4x4"])
+    assert info.value.code == 2 and "--resolution must be positive, got '-4x4'" in capsys.readouterr().err
     # An output path that is a folder is refused before rendering.
     (tmp_path / "out.png").mkdir()
     assert cli.main(["render", "cbox", "-o", str(tmp_path / "out.png")]) == 2

@@ -94,6 +94,19 @@ def test_ply_attribute_rules_warn_and_keep_raw_values(tmp_path):
     assert not any("quality" in str(w.message) for w in record)
 
 
+@pytest.mark.parametrize("extra, what", [(["u"], "texture coordinates need a pair.*only u present"),
+                                          (["texture_s"], "only texture_s present"),
+                                          (["nx", "ny"], "normals need nx, ny and nz; only nx, ny present")])
+def test_ply_half_normals_or_uvs_are_named(tmp_path, extra, what):
+    # A half set of normals or UVs cannot be used; it is dropped with a word
+    # (it used to vanish silently), and the mesh still loads.
+    path = tmp_path / "half.ply"
+    path.write_text(_ply_text(["x", "y", "z"] + extra, [list(V4[i]) + [0.5] * len(extra) for i in range(3)]))
+    with pytest.warns(jr.SceneWarning, match=what):
+        m = jio.read_ply(str(path))
+    assert m.texcoords is None and m.normals is None and m.attributes == {}
+
+
 def test_face_attributes_of_polygons_and_round_trips(tmp_path):
     # A quad and a triangle: the quad's value goes to both of its fan's triangles.
     path = tmp_path / "poly.ply"

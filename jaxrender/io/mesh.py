@@ -531,12 +531,22 @@ def read_ply(path) -> MeshData:
             raise SceneError(f"{path}: vertex element has no property {c!r}")
     vertices = np.stack([vert[c] for c in "xyz"], axis=1).astype(np.float32)
     normals = texcoords = None
-    if all(c in vert for c in ("nx", "ny", "nz")):
-        normals = np.stack([vert[c] for c in ("nx", "ny", "nz")], axis=1).astype(np.float32)
+    normal_names = [c for c in ("nx", "ny", "nz") if c in vert]
+    if len(normal_names) == 3:
+        normals = np.stack([vert[c] for c in normal_names], axis=1).astype(np.float32)
+    elif normal_names:
+        # A partial set cannot be used; a user who exported it expects it used, so say so.
+        _warn(f"{path}: vertex normals need nx, ny and nz; only {', '.join(normal_names)} present, "
+              f"so the mesh's normals are computed from its faces")
     for u, v in _UV_NAMES:
         if u in vert and v in vert:
             texcoords = np.stack([vert[u], vert[v]], axis=1).astype(np.float32)
             break
+    else:
+        half = [n for pair in _UV_NAMES for n in pair if n in vert]
+        if half:
+            _warn(f"{path}: texture coordinates need a pair ({', '.join('/'.join(p) for p in _UV_NAMES)}); "
+                  f"only {', '.join(half)} present, so the mesh has no UVs")
     face = values.get("face", {})
     lists = face.get("vertex_indices", face.get("vertex_index"))
     if lists is None or lists[1].size == 0:
