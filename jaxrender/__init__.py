@@ -28,6 +28,7 @@ from jaxrender.scene import (
     IntegratorConfig,
     Mesh,
     MeshAttributeTexture,
+    BatchSensor,
     OrthographicCamera,
     PerspectiveCamera,
     Plastic,
@@ -58,6 +59,7 @@ from jaxrender.scene import (
     scale,
     translate,
     traverse,
+    with_film,
 )
 
 __version__ = "0.1.0"
@@ -67,13 +69,13 @@ __all__ = [
     "render", "compiler_options",
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
-    "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "Film", "ReconstructionFilter", "IntegratorConfig",
+    "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "BatchSensor", "Film", "ReconstructionFilter", "IntegratorConfig",
     "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Principled", "PrincipledThin", "Dielectric",
     "RoughDielectric", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "Texture", "ConstantTexture", "BitmapTexture", "CheckerboardTexture", "MeshAttributeTexture",
     "Emitter", "AreaLight", "PointLight", "SpotLight", "DirectionalLight", "ConstantEmitter",
     "EnvironmentMap",
-    "camera_rays", "sample_ray", "translate", "rotate", "scale", "look_at",
+    "camera_rays", "sample_ray", "with_film", "translate", "rotate", "scale", "look_at",
     # images
     "read_image", "write_image", "SceneError", "SceneWarning",
     # ray tracing

@@ -132,10 +132,14 @@ def _scene_camera(args, scene, verb: str):
 
 
 def _with_resolution(camera, resolution):
+    import jaxrender as jr
+
     if resolution is None:
         return camera
-    film = camera.film.__class__(resolution[0], resolution[1], camera.film.rfilter)
-    return camera.__class__(**{**camera.__dict__, "film": film})
+    try:
+        return jr.with_film(camera, jr.Film(resolution[0], resolution[1], camera.film.rfilter))
+    except ValueError as e:
+        raise jr.SceneError(f"--resolution {resolution[0]}x{resolution[1]}: {e}") from None
 
 
 def _check_output(path):

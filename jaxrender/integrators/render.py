@@ -19,7 +19,16 @@ from jaxrender.integrators.lights import DELTA_LIGHTS, check_supported
 from jaxrender.integrators.path import trace_paths
 from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
-from jaxrender.scene import CAMERAS, Camera, IntegratorConfig, Scene, ThinLensCamera, bind_mesh_attributes, camera_rays
+from jaxrender.scene import (
+    SENSORS,
+    BatchSensor,
+    Camera,
+    IntegratorConfig,
+    Scene,
+    ThinLensCamera,
+    bind_mesh_attributes,
+    camera_rays,
+)
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
@@ -80,14 +89,14 @@ def _checked(cfg: IntegratorConfig) -> IntegratorConfig:
     return cfg
 
 
-def _camera(scene: Scene, sensor) -> Camera:
-    if isinstance(sensor, CAMERAS):
+def _camera(scene: Scene, sensor) -> Camera | BatchSensor:
+    if isinstance(sensor, SENSORS):
         return sensor
     if not scene.sensors:
         raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...) (or another camera)")
     if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a camera "
-                         f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera), got {sensor!r}")
+                         f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera, BatchSensor), got {sensor!r}")
     return scene.sensors[int(sensor)]
 
 
@@ -114,7 +123,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
       sensor: index into scene.sensors, or a camera pytree
         (PerspectiveCamera, ThinLensCamera or OrthographicCamera; `jax.vmap`
         over stacked cameras renders a batch of views; the camera is
-        differentiable too). Boundary terms need a perspective or
+        differentiable too), or a BatchSensor (Mitsuba's `batch`: its
+        cameras side by side, (H, W) the batch's film). Boundary terms need a perspective or
         orthographic camera: with a thin lens, derivatives that move
         geometry or the camera raise NotImplementedError unless
         boundary=False.
@@ -325,27 +335,52 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
     delta_shadows = (boundary and nee_at_first_hit and scene.shapes
                      and any(isinstance(e, DELTA_LIGHTS) for e in scene.emitters))
 
+    # A batch sensor's cameras each take a band of columns: their rays are
+    # traced together and their samples splatted into the whole film.
+    cameras = camera.sensors if isinstance(camera, BatchSensor) else (camera,)
+    band = width // len(cameras)
+    sub_pixels = band * height
+
+    def by_camera(fn, offsets=None):
+        """fn(camera, its columns of offsets, k) for each camera, its outputs
+        (..., H, band, C) side by side."""
+        parts = [fn(c, None if offsets is None else offsets[..., k * band:(k + 1) * band, :], k)
+                 for k, c in enumerate(cameras)]
+        return parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x, axis=-2), *parts)
+
+    def camera_key(key, k):
+        # A single camera keeps the pass's key (images as before batches).
+        return key if len(cameras) == 1 else jax.random.fold_in(key, k)
+
     def one_pass(i, total):
         k = jax.random.fold_in(key, i)
         k_pix, k_path, k_edge = jax.random.split(k, 3)
         offsets = jax.random.uniform(k_pix, (per_pass, height, width, 2), jnp.float32)
         aperture = None
-        if isinstance(camera, ThinLensCamera):
+        if any(isinstance(c, ThinLensCamera) for c in cameras):
             aperture = jax.random.uniform(jax.random.fold_in(k_pix, 1), offsets.shape, jnp.float32)
-        o, d = camera_rays(camera, offsets, aperture)
-        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-        t_max = clip_t_max(camera, d)
+
+        def rays(c, off, k):
+            ap = aperture[..., k * band:(k + 1) * band, :] if isinstance(c, ThinLensCamera) else None
+            o, d = camera_rays(c, off, ap)
+            return o, d, clip_t_max(c, d)[..., None]
+
+        o, d, t_max = by_camera(rays, offsets)
+        o, d, t_max = o.reshape(-1, 3), d.reshape(-1, 3), t_max.reshape(-1)
         value = trace(scene, arrays, cfg, o, d, k_path, t_max, **trace_args)
         value = value.reshape(per_pass, height, width, channels)
         edges = 0.0
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
-            edges = boundary_term((cfg, per_pass * pixels, per_pass), trace_values, scene, camera, k_edge)
+            edges = by_camera(lambda c, _, k: boundary_term((cfg, per_pass * sub_pixels, per_pass), trace_values,
+                                                            scene, c, camera_key(k_edge, k)))
             if delta_shadows:
-                edges = edges + delta_shadow_term((per_pass * pixels, per_pass), scene, camera,
-                                                  jax.random.fold_in(k_shadow, 1))
+                edges = edges + by_camera(lambda c, _, k: delta_shadow_term(
+                    (per_pass * sub_pixels, per_pass), scene, c, camera_key(jax.random.fold_in(k_shadow, 1), k)))
             if not paths:
-                value = value + shadow_term((value.shape, *mis_shares(cfg)), scene, camera, offsets, k_shadow)
+                value = value + by_camera(
+                    lambda c, off, k: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
+                                                  camera_key(k_shadow, k)), offsets)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)

@@ -40,6 +40,8 @@ from jaxrender.scene.params import replace, traverse
 from jaxrender.scene.scene import Ids, IntegratorConfig, Scene
 from jaxrender.scene.sensors import (
     CAMERAS,
+    SENSORS,
+    BatchSensor,
     Camera,
     Film,
     OrthographicCamera,
@@ -48,6 +50,7 @@ from jaxrender.scene.sensors import (
     ThinLensCamera,
     camera_rays,
     sample_ray,
+    with_film,
     x_fov,
 )
 from jaxrender.scene.shapes import Mesh, vertex_normals
@@ -71,7 +74,7 @@ from jaxrender.scene.transform import (
 )
 
 __all__ = [
-    "AreaLight", "BSDF", "BitmapTexture", "CAMERAS", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
+    "AreaLight", "BSDF", "BatchSensor", "BitmapTexture", "CAMERAS", "SENSORS", "with_film", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "MeshAttributeTexture", "attribute_layout", "bind_mesh_attributes", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "PrincipledThin", "Scene",

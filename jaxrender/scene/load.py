@@ -74,6 +74,7 @@ from jaxrender.scene.emitters import (
 )
 from jaxrender.scene.scene import AOV_TYPES, AOV_UNSUPPORTED, Ids, IntegratorConfig, Scene
 from jaxrender.scene.sensors import (
+    BatchSensor,
     Camera,
     Film,
     OrthographicCamera,
@@ -81,6 +82,8 @@ from jaxrender.scene.sensors import (
     MAX_FILTER_RADIUS,
     ReconstructionFilter,
     ThinLensCamera,
+    sub_film,
+    with_film,
 )
 from jaxrender.scene.shapes import (
     Mesh,
@@ -151,7 +154,7 @@ PLUGINS = {
              "principled", "principledthin"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard", "mesh_attribute"),
-    "sensor": ("perspective", "thinlens", "orthographic"),
+    "sensor": ("perspective", "thinlens", "orthographic", "batch"),
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
@@ -167,7 +170,7 @@ _UNSUPPORTED = {
              "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("volume", "rawconstant"),
-    "sensor": ("radiancemeter", "irradiancemeter", "batch", "distant"),
+    "sensor": ("radiancemeter", "irradiancemeter", "distant"),
     "film": ("specfilm",),
     "integrator": ("ptracer", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
@@ -1480,8 +1483,10 @@ class _Loader:
 
     # -- sensors
 
-    def build_sensor(self, d: dict) -> Camera:
+    def build_sensor(self, d: dict, in_batch: bool = False) -> Camera | BatchSensor:
         p = _Obj(self, d, "sensor")
+        if p.type == "batch":
+            return self._build_batch(p, d, in_batch)
         m = p.matrix("to_world")
         fov = fov_axis = None
         if p.type != "orthographic":
@@ -1515,6 +1520,29 @@ class _Loader:
             return ThinLensCamera(fov=_f32(fov), fov_axis=fov_axis, aperture_radius=_f32(aperture),
                                   focus_distance=_f32(focus), **common)
         return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, **common)
+
+    def _build_batch(self, p: _Obj, d: dict, in_batch: bool) -> BatchSensor:
+        """Mitsuba's `batch`: its nested sensors side by side in its film,
+        each taking 1/N of the width (their own films' sizes and samplers
+        are replaced, as in Mitsuba)."""
+        if in_batch:
+            raise p.error("a batch sensor cannot hold another batch sensor")
+        children = p.nested("sensor")
+        films = p.nested("film")
+        samplers = p.nested("sampler")
+        p.finish()
+        if not children:
+            raise p.error("a batch sensor needs at least one nested sensor")
+        if len(films) > 1 or len(samplers) > 1:
+            raise p.error("a sensor takes at most one film and one sampler")
+        film = self.build_film(films[0][1]) if films else Film()
+        if film.width % len(children):
+            raise p.error(f"the film width ({film.width}) must be divisible by the number of nested "
+                          f"sensors ({len(children)})")
+        share = sub_film(film, len(children))
+        cameras = tuple(with_film(self.build_sensor(c, in_batch=True), share) for _, c in children)
+        sample_count = self.build_sampler(samplers[0][1]) if samplers else 4
+        return BatchSensor(sensors=cameras, film=film, sample_count=sample_count, id=self.object_id(d))
 
     def _field_of_view(self, p: _Obj) -> tuple[float, str]:
         """A perspective or thin-lens sensor's (fov, fov_axis), from `fov` or

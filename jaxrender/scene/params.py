@@ -7,7 +7,9 @@ one takes the parent's name and its role, whatever id it has of its own
 ("light.bsdf.reflectance.value", "light.emitter.radiance.value",
 "panel.bsdf.brdf_0.reflectance.data"); anything else is named by position:
 "Mesh[i]", "BSDF[i]", "Emitter[i]", "Sensor[i]" (indices into
-`Scene.shapes`, `.bsdfs`, `.emitters`, `.sensors`). Textures add ".value"
+`Scene.shapes`, `.bsdfs`, `.emitters`, `.sensors`); the cameras of a
+`batch` sensor are "<batch name>.<camera id>" (without an id,
+"<batch name>.sensor<k>" for the k-th, from 0), as in Mitsuba. Textures add ".value"
 (constant), ".data" / ".to_uv" (bitmap), ".color0.value", ".color1.value" /
 ".to_uv" (checkerboard), ".scale" (mesh_attribute) to the name of the parameter they fill, or to their
 own id when defined at the root ("wood.data"). A texture or BSDF used in
@@ -53,6 +55,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | PerspectiveCamera | to_world (4,4), fov (degrees along fov_axis) |
 | ThinLensCamera | to_world, fov, aperture_radius, focus_distance |
 | OrthographicCamera | to_world |
+| BatchSensor | its cameras' parameters, "<batch>.<camera>.<param>" |
 
 Not parameters (static, not differentiable): face indices, flags, plugin
 types, distributions, film size, filters, clip distances, sample counts, the
@@ -72,6 +75,7 @@ import numpy as np
 from jaxrender.scene.bsdfs import BlendBSDF, BumpMap, Mask, NormalMap, TwoSided
 from jaxrender.scene.emitters import EnvironmentMap
 from jaxrender.scene.scene import Scene
+from jaxrender.scene.sensors import BatchSensor
 from jaxrender.scene.shapes import vertex_normals
 from jaxrender.scene.transform import is_singular
 from jaxrender.scene.textures import (
@@ -148,10 +152,16 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                 for name in obj.attributes or {}:
                     add(f"{prefix}.{name}", path + ("attributes", name))
             elif collection == "sensors":
-                # Every float leaf: to_world, fov, aperture_radius, focus_distance.
-                for f in dataclasses.fields(obj):
-                    if not f.metadata.get("static"):
-                        add(f"{prefix}.{f.name}", path + (f.name,))
+                # Every float leaf: to_world, fov, aperture_radius, focus_distance;
+                # a batch's cameras as Mitsuba names them: "<batch>.<id or sensor<k>>".
+                members = [(prefix, obj, path)]
+                if isinstance(obj, BatchSensor):
+                    members = [(f"{prefix}.{c.id or f'sensor{k}'}", c, path + ("sensors", k))
+                               for k, c in enumerate(obj.sensors)]
+                for name, cam, where in members:
+                    for f in dataclasses.fields(cam):
+                        if not f.metadata.get("static"):
+                            add(f"{name}.{f.name}", where + (f.name,))
             else:
                 plugin(prefix, obj, path)
     return out

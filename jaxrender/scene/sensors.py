@@ -1,5 +1,5 @@
 """Cameras (Mitsuba 3's perspective, thinlens and orthographic sensors),
-their film, and their primary rays.
+the batch sensor that groups them, their film, and their primary rays.
 
 Camera space: the camera sits at the origin looking along +z, +y is up and
 +x is image *left* (Mitsuba's `look_at` puts cross(up, dir) there), so images
@@ -166,6 +166,72 @@ CAMERAS = (PerspectiveCamera, ThinLensCamera, OrthographicCamera)
 Camera = PerspectiveCamera | ThinLensCamera | OrthographicCamera
 
 
+@pytree
+class BatchSensor:
+    """Mitsuba's `batch` sensor: several cameras rendered side by side into
+    one film, in one pass over the scene.
+
+    Attributes:
+      sensors: tuple of N cameras (PerspectiveCamera, ThinLensCamera or
+        OrthographicCamera; types may differ). Camera k renders columns
+        [k W/N, (k+1) W/N) of the film. Each has the film (W/N, H) with
+        the batch's filter (`with_film` keeps them so). Their float leaves
+        are differentiable.
+      film: Film (static), the whole image; its width is divisible by N.
+        Samples are splatted into it as a whole, so a filter wider than a
+        pixel spreads a view's edge samples into its neighbour's edge
+        pixels, as in Mitsuba.
+      sample_count, id: as PerspectiveCamera's (static).
+    """
+
+    sensors: tuple
+    film: Film = static(default=Film())
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    def __post_init__(self):
+        if not isinstance(self.sensors, tuple) or not self.sensors:
+            raise ValueError("a batch sensor needs a non-empty tuple of cameras")
+        for k, cam in enumerate(self.sensors):
+            if not isinstance(cam, CAMERAS):
+                raise TypeError(f"batch sensor: sensors[{k}] must be a PerspectiveCamera, ThinLensCamera or "
+                                f"OrthographicCamera, got {type(cam).__name__}")
+        n = len(self.sensors)
+        if self.film.width % n:
+            raise ValueError(f"batch sensor: the film width ({self.film.width}) must be divisible by the number "
+                             f"of sensors ({n})")
+        sub = sub_film(self.film, n)
+        for k, cam in enumerate(self.sensors):
+            if cam.film != sub:
+                raise ValueError(f"batch sensor: sensors[{k}] has film {cam.film}, expected {sub} (use with_film)")
+
+    @property
+    def aspect(self) -> float:
+        return self.film.width / self.film.height
+
+
+def sub_film(film: Film, n: int) -> Film:
+    """The film of each of a batch sensor's n cameras: 1/n of the width."""
+    return Film(film.width // n, film.height, film.rfilter)
+
+
+def with_film(sensor, film: Film):
+    """A copy of a camera or BatchSensor that renders into `film` (a batch's
+    cameras get their share of it). Raises ValueError if a batch's film
+    width is not divisible by its number of cameras."""
+    if isinstance(sensor, BatchSensor):
+        n = len(sensor.sensors)
+        if film.width % n:
+            raise ValueError(f"a batch sensor of {n} cameras needs a film width divisible by {n}, "
+                             f"got {film.width}")
+        sensors = tuple(dataclasses.replace(c, film=sub_film(film, n)) for c in sensor.sensors)
+        return dataclasses.replace(sensor, sensors=sensors, film=film)
+    return dataclasses.replace(sensor, film=film)
+
+
+SENSORS = CAMERAS + (BatchSensor,)
+
+
 def x_fov(fov, fov_axis: str, aspect: float) -> jax.Array:
     """Converts a field of view in degrees along `fov_axis` to one along x,
     for a film of width / height = `aspect`, as Mitsuba's `parse_fov`.
@@ -247,7 +313,8 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
     """One primary ray per pixel, at a given offset inside each pixel.
 
     Args:
-      camera: a PerspectiveCamera, ThinLensCamera or OrthographicCamera.
+      camera: a PerspectiveCamera, ThinLensCamera, OrthographicCamera or
+        BatchSensor (each of its cameras fills its band of columns).
       pixel_samples: float (..., H, W, 2) in [0, 1), the (x, y) offset of
         each pixel's sample from its top-left corner, with H, W the film's
         height and width (0.5 for pixel centres). Mitsuba's integrators draw
@@ -266,6 +333,12 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
         raise ValueError(
             f"pixel_samples must have shape (..., {h}, {w}, 2) for a {w}x{h} film, got {s.shape}"
         )
+    if isinstance(camera, BatchSensor):
+        band = w // len(camera.sensors)
+        cols = [slice(k * band, (k + 1) * band) for k in range(len(camera.sensors))]
+        parts = [camera_rays(c, s[..., col, :], None if aperture_samples is None else aperture_samples[..., col, :])
+                 for c, col in zip(camera.sensors, cols)]
+        return tuple(jnp.concatenate(x, axis=-2) for x in zip(*parts))
     jj, ii = jnp.meshgrid(jnp.arange(w, dtype=jnp.float32), jnp.arange(h, dtype=jnp.float32))
     pos = jnp.stack([(jj + s[..., 0]) / w, (ii + s[..., 1]) / h], axis=-1)
     return sample_ray(camera, pos, aperture_samples)
