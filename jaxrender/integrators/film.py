@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxrender.scene import Camera
+from jaxrender.scene import Camera, Radiancemeter
 
 
 def filter_weight(rfilter, x):
@@ -77,6 +77,8 @@ def clip_t_max(camera: Camera, d):
     """Camera rays start on the near plane and end on the far plane (Mitsuba 3:
     maxt = (far_clip - near_clip) / cos, cos to the view axis: 1 for the
     orthographic camera's rays)."""
+    if isinstance(camera, Radiancemeter):  # no clip planes: the whole ray
+        return jnp.full(d.shape[:-1], jnp.inf, jnp.float32)
     forward = camera.to_world[:3, 2]
     forward = forward / jnp.linalg.norm(forward)
     cos = jnp.maximum(d @ forward, 1e-6)

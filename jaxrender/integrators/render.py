@@ -24,6 +24,7 @@ from jaxrender.scene import (
     BatchSensor,
     Camera,
     IntegratorConfig,
+    Radiancemeter,
     Scene,
     ThinLensCamera,
     bind_mesh_attributes,
@@ -96,7 +97,7 @@ def _camera(scene: Scene, sensor) -> Camera | BatchSensor:
         raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...) (or another camera)")
     if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a camera "
-                         f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera, BatchSensor), got {sensor!r}")
+                         f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera, Radiancemeter, BatchSensor), got {sensor!r}")
     return scene.sensors[int(sensor)]
 
 
@@ -121,7 +122,8 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         back to path's reverse mode (`jaxrender.integrators.prb`). A scene
         file's `prb` loads as "path", which serves both modes.
       sensor: index into scene.sensors, or a camera pytree
-        (PerspectiveCamera, ThinLensCamera or OrthographicCamera; `jax.vmap`
+        (PerspectiveCamera, ThinLensCamera, OrthographicCamera or
+        Radiancemeter; `jax.vmap`
         over stacked cameras renders a batch of views; the camera is
         differentiable too), or a BatchSensor (Mitsuba's `batch`: its
         cameras side by side, (H, W) the batch's film). Boundary terms need a perspective or
@@ -372,10 +374,12 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
         edges = 0.0
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
-            edges = by_camera(lambda c, _, k: boundary_term((cfg, per_pass * sub_pixels, per_pass), trace_values,
-                                                            scene, c, camera_key(k_edge, k)))
+            # A radiancemeter's one ray has no film area for edges to cross.
+            none = jnp.zeros((height, band, 3), jnp.float32)
+            edges = by_camera(lambda c, _, k: none if isinstance(c, Radiancemeter) else boundary_term(
+                (cfg, per_pass * sub_pixels, per_pass), trace_values, scene, c, camera_key(k_edge, k)))
             if delta_shadows:
-                edges = edges + by_camera(lambda c, _, k: delta_shadow_term(
+                edges = edges + by_camera(lambda c, _, k: none if isinstance(c, Radiancemeter) else delta_shadow_term(
                     (per_pass * sub_pixels, per_pass), scene, c, camera_key(jax.random.fold_in(k_shadow, 1), k)))
             if not paths:
                 value = value + by_camera(

@@ -46,6 +46,7 @@ from jaxrender.scene.sensors import (
     Film,
     OrthographicCamera,
     PerspectiveCamera,
+    Radiancemeter,
     ReconstructionFilter,
     ThinLensCamera,
     camera_rays,
@@ -74,7 +75,7 @@ from jaxrender.scene.transform import (
 )
 
 __all__ = [
-    "AreaLight", "BSDF", "BatchSensor", "BitmapTexture", "CAMERAS", "SENSORS", "with_film", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
+    "AreaLight", "BSDF", "BatchSensor", "BitmapTexture", "CAMERAS", "SENSORS", "Radiancemeter", "with_film", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "MeshAttributeTexture", "attribute_layout", "bind_mesh_attributes", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "PrincipledThin", "Scene",

@@ -80,6 +80,7 @@ from jaxrender.scene.sensors import (
     OrthographicCamera,
     PerspectiveCamera,
     MAX_FILTER_RADIUS,
+    Radiancemeter,
     ReconstructionFilter,
     ThinLensCamera,
     sub_film,
@@ -154,7 +155,7 @@ PLUGINS = {
              "principled", "principledthin"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard", "mesh_attribute"),
-    "sensor": ("perspective", "thinlens", "orthographic", "batch"),
+    "sensor": ("perspective", "thinlens", "orthographic", "batch", "radiancemeter"),
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
@@ -170,7 +171,7 @@ _UNSUPPORTED = {
              "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("volume", "rawconstant"),
-    "sensor": ("radiancemeter", "irradiancemeter", "distant"),
+    "sensor": ("irradiancemeter", "distant"),
     "film": ("specfilm",),
     "integrator": ("ptracer", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
@@ -1487,6 +1488,8 @@ class _Loader:
         p = _Obj(self, d, "sensor")
         if p.type == "batch":
             return self._build_batch(p, d, in_batch)
+        if p.type == "radiancemeter":
+            return self._build_radiancemeter(p, d)
         m = p.matrix("to_world")
         fov = fov_axis = None
         if p.type != "orthographic":
@@ -1521,6 +1524,38 @@ class _Loader:
                                   focus_distance=_f32(focus), **common)
         return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, **common)
 
+    def _build_radiancemeter(self, p: _Obj, d: dict) -> Radiancemeter:
+        """Mitsuba's `radiancemeter`: one ray, from `to_world` or from
+        `origin` and `direction` (both; to_world wins, as in Mitsuba)."""
+        m = p.matrix("to_world")
+        given = [n for n in ("origin", "direction") if p.has(n)]
+        if m is not None and given:
+            for n in given:
+                p.raw(n)
+            _warn(f'{p.where()}: {" and ".join(given)} ignored: "to_world" places the radiancemeter (as in Mitsuba)')
+        elif given:
+            if len(given) == 1:
+                raise p.error('a radiancemeter given by "origin" and "direction" needs both')
+            origin, direction = p.vector3("origin"), p.vector3("direction")
+            norm = np.linalg.norm(direction)
+            if not norm > 0:
+                raise p.error('parameter "direction" must be non-zero')
+            direction = direction / norm
+            m = _look_at_np(origin, origin + direction, _coordinate_system(direction)[0])
+        p.float("shutter_open", 0.0), p.float("shutter_close", 0.0)
+        films = p.nested("film")
+        samplers = p.nested("sampler")
+        p.finish()
+        if len(films) > 1 or len(samplers) > 1:
+            raise p.error("a sensor takes at most one film and one sampler")
+        film = self.build_film(films[0][1]) if films else Film()
+        if (film.width, film.height) != (1, 1):
+            # Mitsuba's default film is 768x576, which it refuses here too.
+            raise p.error(f"a radiancemeter needs a 1x1 film, got {film.width}x{film.height}")
+        return Radiancemeter(to_world=_f32(np.eye(4) if m is None else m), film=film,
+                             sample_count=self.build_sampler(samplers[0][1]) if samplers else 4,
+                             id=self.object_id(d))
+
     def _build_batch(self, p: _Obj, d: dict, in_batch: bool) -> BatchSensor:
         """Mitsuba's `batch`: its nested sensors side by side in its film,
         each taking 1/N of the width (their own films' sizes and samplers
@@ -1540,7 +1575,10 @@ class _Loader:
             raise p.error(f"the film width ({film.width}) must be divisible by the number of nested "
                           f"sensors ({len(children)})")
         share = sub_film(film, len(children))
-        cameras = tuple(with_film(self.build_sensor(c, in_batch=True), share) for _, c in children)
+        try:
+            cameras = tuple(with_film(self.build_sensor(c, in_batch=True), share) for _, c in children)
+        except ValueError as e:  # a radiancemeter's share that is not 1x1
+            raise p.error(f"each nested sensor gets {share.width}x{share.height} pixels of the film: {e}") from None
         sample_count = self.build_sampler(samplers[0][1]) if samplers else 4
         return BatchSensor(sensors=cameras, film=film, sample_count=sample_count, id=self.object_id(d))
 

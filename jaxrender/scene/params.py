@@ -54,7 +54,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | EnvironmentMap | data (H,W,3), scale, to_world |
 | PerspectiveCamera | to_world (4,4), fov (degrees along fov_axis) |
 | ThinLensCamera | to_world, fov, aperture_radius, focus_distance |
-| OrthographicCamera | to_world |
+| OrthographicCamera, Radiancemeter | to_world |
 | BatchSensor | its cameras' parameters, "<batch>.<camera>.<param>" |
 
 Not parameters (static, not differentiable): face indices, flags, plugin

@@ -1,5 +1,5 @@
-"""Cameras (Mitsuba 3's perspective, thinlens and orthographic sensors),
-the batch sensor that groups them, their film, and their primary rays.
+"""Cameras (Mitsuba 3's perspective, thinlens and orthographic sensors,
+and the radiancemeter), the batch sensor that groups them, their film, and their primary rays.
 
 Camera space: the camera sits at the origin looking along +z, +y is up and
 +x is image *left* (Mitsuba's `look_at` puts cross(up, dir) there), so images
@@ -161,9 +161,42 @@ class OrthographicCamera:
     aspect = PerspectiveCamera.aspect
 
 
+@pytree
+class Radiancemeter:
+    """Mitsuba's `radiancemeter`: the radiance arriving along one ray, into
+    a 1x1 film.
+
+    Attributes:
+      to_world: float32 (4, 4). The ray starts at its translation and runs
+        along its third column (normalized), i.e. camera space's +z, as in
+        Mitsuba (which also builds it from `origin` and `direction`).
+        Differentiable (Mitsuba's is not).
+      film: Film (static), 1x1.
+      sample_count, id: as PerspectiveCamera's (static).
+    Every sample traces the same ray, offset from the origin by Mitsuba's
+    ray epsilon; its derivative has no boundary term (a silhouette crossing
+    one ray is an event of measure zero).
+    """
+
+    to_world: jax.Array
+    film: Film = static(default=Film(1, 1))
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    def __post_init__(self):
+        if (self.film.width, self.film.height) != (1, 1):
+            raise ValueError(f"a radiancemeter's film must be 1x1, got {self.film.width}x{self.film.height}")
+
+    aspect = PerspectiveCamera.aspect
+
+
+# Mitsuba's math::RayEpsilon<float>: the radiancemeter's ray starts this far
+# along its (unnormalized) direction.
+RAY_EPSILON = 8.940697e-05
+
 # Every sensor type; `Camera` is any of them.
-CAMERAS = (PerspectiveCamera, ThinLensCamera, OrthographicCamera)
-Camera = PerspectiveCamera | ThinLensCamera | OrthographicCamera
+CAMERAS = (PerspectiveCamera, ThinLensCamera, OrthographicCamera, Radiancemeter)
+Camera = PerspectiveCamera | ThinLensCamera | OrthographicCamera | Radiancemeter
 
 
 @pytree
@@ -256,7 +289,8 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
     """Primary rays through film positions, exactly Mitsuba's `sample_ray`.
 
     Args:
-      camera: a PerspectiveCamera, ThinLensCamera or OrthographicCamera. Its
+      camera: a PerspectiveCamera, ThinLensCamera, OrthographicCamera or
+        Radiancemeter (whose one ray ignores the film position). Its
         float leaves (`to_world`, `fov`, `aperture_radius`,
         `focus_distance`) are differentiable.
       film_positions: float (..., 2), (x, y) in [0, 1]^2 over the whole film
@@ -274,6 +308,11 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
       near_clip) / d_z from there (d_z = 1 for the orthographic camera).
     """
     pos = jnp.asarray(film_positions, jnp.float32)
+    if isinstance(camera, Radiancemeter):
+        axis = camera.to_world[:3, 2]
+        origin = camera.to_world[:3, 3] + axis * RAY_EPSILON
+        shape = pos.shape[:-1] + (3,)
+        return jnp.broadcast_to(origin, shape), jnp.broadcast_to(axis / jnp.linalg.norm(axis), shape)
     if isinstance(camera, OrthographicCamera):
         # Film (0, 0) is camera (1, 1/aspect) (top left: +x is image left).
         near = jnp.stack([
