@@ -155,3 +155,27 @@ def test_envmap_sampling_through_the_integrator_matches_its_density(tmp_path):
     radiance, pdf_mis = environment_emission(scene, es.d, tables)
     np.testing.assert_allclose(pdf[clear], np.asarray(pdf_mis)[clear], rtol=1e-3)
     np.testing.assert_allclose(np.asarray(es.weight), np.asarray(radiance) / pdf[:, None], rtol=1e-5)
+
+
+def test_mirrored_area_light_emits_outwards_as_in_mitsuba():
+    # A cube light mirrored by a negative scale occupies the same space as
+    # the plain one; its winding (and face normal) turns inwards but its
+    # vertex normals stay outwards. Mitsuba samples and emits by the vertex
+    # normal, so the floor it lights must look the same either way (it used
+    # to be almost black: the sampled side faced inwards).
+    xml = """<scene version="3.0.0">
+      <integrator type="direct"/>
+      <sensor type="perspective"><float name="fov" value="40"/>
+        <transform name="to_world"><lookat origin="0,2,5" target="0,0.2,0" up="0,1,0"/></transform>
+        <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+      <shape type="rectangle"><transform name="to_world"><scale value="3"/><rotate x="1" angle="-90"/>
+        <translate y="-1"/></transform><bsdf type="diffuse"/></shape>
+      <shape type="cube"><emitter type="area"><rgb name="radiance" value="8"/></emitter>
+        <transform name="to_world"><scale x="{sx}" y="0.3" z="0.3"/><translate y="0.5"/></transform></shape>
+    </scene>"""
+    images = [np.asarray(jr.render(jr.load_string(xml.format(sx=sx)), spp=64, seed=s))
+              for sx, s in ((0.3, 0), (-0.3, 0), (0.3, 1))]
+    floor = [im[12:].mean() for im in images]
+    noise = abs(floor[0] - floor[2])
+    assert floor[0] > 0.05
+    assert abs(floor[1] - floor[0]) < 4 * noise + 1e-3 * floor[0], floor

@@ -1648,3 +1648,84 @@ def test_shapegroup_errors():
     _raises({"type": "scene", "g": dict(group, n={"type": "shapegroup", "x": {"type": "cube"}})}, "nested")
     _raises({"type": "scene", "g": group, "i": {"type": "instance", "r": {"type": "ref", "id": "g"}, "radius": 2}},
             "radius")
+
+
+def test_sphere_with_nonuniform_scale_is_mitsubas_sphere(mi):
+    import jaxrender as jr
+
+    # Mitsuba's sphere takes its centre and radius (the length of to_world's
+    # image of the x axis) from to_world and warns about the rest; it never
+    # renders an ellipsoid. Its ray hits give the radius along each axis.
+    xml = """<scene version="3.0.0"><shape type="sphere"><transform name="to_world">
+      <rotate z="1" angle="30"/><scale x="1.3" y="0.6" z="0.8"/><translate x="0.5"/></transform></shape></scene>"""
+    theirs = mi.load_string(xml)
+    hits = [np.array(theirs.ray_intersect(mi.Ray3f(o, d)).p) for o, d in
+            (([10, 0, 0], [-1, 0, 0]), ([0.5, 10, 0], [0, -1, 0]), ([0.5, 0, 10], [0, 0, -1]))]
+    radius = hits[2][2]
+    np.testing.assert_allclose([hits[0][0] - 0.5, hits[1][1], hits[2][2]], radius, rtol=1e-5)
+    with pytest.warns(jr.SceneWarning, match="non-uniform scale or a shear; as in Mitsuba it renders a sphere"):
+        ours = jr.load_string(xml)
+    m = np.asarray(ours.shapes[0].to_world, np.float64)
+    np.testing.assert_allclose(m[:3, :3].T @ m[:3, :3], radius**2 * np.eye(3), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m[:3, 3], [0.5, 0, 0], atol=1e-6)
+    # A uniform scale keeps its to_world bit for bit, without a word.
+    uniform = jr.load_string(xml.replace('<scale x="1.3" y="0.6" z="0.8"/>', '<scale value="0.7"/>'))
+    expected = jr.rotate(jnp.array([0.0, 0.0, 1.0]), 30.0)
+    assert np.allclose(np.asarray(uniform.shapes[0].to_world)[:3, :3], 0.7 * np.asarray(expected)[:3, :3], atol=1e-6)
+
+
+def test_rotate_axis_is_used_as_written_as_in_mitsuba_3(mi):
+    import jaxrender as jr
+
+    # Mitsuba 3's <rotate> does not normalize its axis: (1, 1, 0) also
+    # scales and shears. Its mesh vertices are the reference; a warning
+    # names the axis. Files of version 0.x normalize it, as Mitsuba 0.6 did.
+    xml = """<scene version="{v}"><shape type="cube"><transform name="to_world">
+      <scale value="0.8"/><rotate x="1" y="1" angle="30"/></transform></shape></scene>"""
+    theirs = mi.traverse(mi.load_string(xml.format(v="3.0.0")))
+    key = next(k for k in theirs.keys() if k.endswith("vertex_positions"))
+    expected = np.sort(np.array(theirs[key]).reshape(-1, 3), axis=0)
+    with pytest.warns(jr.SceneWarning, match=r"<rotate> axis \[1.0, 1.0, 0.0\] is not of unit length"):
+        ours = jr.load_string(xml.format(v="3.0.0")).shapes[0]
+    m = np.asarray(ours.to_world)
+    world = np.asarray(ours.vertex_positions) @ m[:3, :3].T + m[:3, 3]
+    np.testing.assert_allclose(np.sort(world, axis=0), expected, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = jr.load_string(xml.format(v="0.5.0")).shapes[0].to_world
+    np.testing.assert_allclose(np.linalg.svd(np.asarray(old)[:3, :3])[1], [0.8, 0.8, 0.8], rtol=1e-5)
+
+
+def test_mirrored_shapes_are_oriented_as_in_mitsuba(mi, tmp_path):
+    import jaxrender as jr
+
+    # Under a mirroring to_world Mitsuba turns a sphere and a mesh whose
+    # vertex normals it computes inside out (their normals follow the
+    # world-space winding), while a cube's stored normals keep pointing
+    # out. Compared by the shading-normal AOV, pixel by pixel.
+    corners = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1], indexing="ij")).reshape(3, -1).T
+    lines = [f"v {x} {y} {z}" for x, y, z in corners]
+    for a, b, c, d in ([1, 2, 4, 3], [5, 7, 8, 6], [1, 5, 6, 2], [3, 4, 8, 7], [1, 3, 7, 5], [2, 6, 8, 4]):
+        lines += [f"f {a} {b} {c}", f"f {a} {c} {d}"]
+    (tmp_path / "box.obj").write_text("\n".join(lines) + "\n")
+    xml = """<scene version="3.0.0">
+      <integrator type="aov"><string name="aovs" value="nn:sh_normal"/></integrator>
+      <sensor type="perspective"><float name="fov" value="30"/>
+        <transform name="to_world"><lookat origin="1,2,6" target="0,0,0" up="0,1,0"/></transform>
+        <film type="hdrfilm"><integer name="width" value="12"/><integer name="height" value="12"/></film></sensor>
+      {shape}
+    </scene>"""
+    mirror = '<transform name="to_world"><scale x="-0.8" y="0.8" z="0.8"/></transform>'
+    for shape in (f'<shape type="sphere">{mirror}</shape>',
+                  f'<shape type="obj"><string name="filename" value="{tmp_path / "box.obj"}"/>{mirror}</shape>',
+                  f'<shape type="cube">{mirror}</shape>'):
+        text = xml.format(shape=shape)
+        theirs = np.array(mi.render(mi.load_string(text), spp=1))[..., -3:]
+        ours = np.asarray(jr.render(jr.load_string(text), spp=1))[..., -3:]
+        hit = (np.abs(theirs).sum(-1) > 0.5) & (np.abs(ours).sum(-1) > 0.5)
+        assert hit.sum() > 20, shape
+        agree = np.sum(theirs * ours, -1)[hit]
+        # Never opposite sides. A pixel's two samples land at different
+        # points (at the cube's edges, on perpendicular faces: 0).
+        assert np.all(agree > -0.5), (shape, agree.min())
+        assert np.median(agree) > 0.8, shape

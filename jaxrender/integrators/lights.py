@@ -153,7 +153,15 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     b2 = u2 * s
     q = (1.0 - b1 - b2)[:, None] * v0 + b1[:, None] * v1 + b2[:, None] * v2
     cross = jnp.cross(v1 - v0, v2 - v0)
-    n = safe_normalize(cross)
+    if arrays.smooth_shape[emitter.shape]:
+        # The emitting side and the cosine follow the interpolated vertex
+        # normal, as in Mitsuba (sample_position's normal) and as
+        # `area_emission` sees the light: under a mirroring to_world the
+        # winding, and so the face normal, points inwards.
+        n = safe_normalize(sum(w[:, None] * _take_row(arrays.normals[f[:, k]], tri)
+                               for k, w in enumerate((1.0 - b1 - b2, b1, b2))))
+    else:
+        n = safe_normalize(cross)
     if scene.shapes[emitter.shape].flip_normals:
         n = -n
     # Texture coordinates as at a hit (surface_interaction): uv, Mitsuba's

@@ -130,7 +130,10 @@ names, undefined `$name`s, unresolved references, missing or cyclic includes,
 includes nested more than `MAX_INCLUDE_DEPTH` (32; Mitsuba 3 allows 15) files
 deep, plugin objects nested more than `MAX_OBJECT_DEPTH` (100) deep.
 Warnings (`SceneWarning`, with file and line): dropped film parameters, the
-microfacet approximation, sampled spectra clamped to the sRGB gamut.
+microfacet approximation, sampled spectra clamped to the sRGB gamut, a
+`<rotate>` axis that is not of unit length (Mitsuba 3 uses it as written,
+so the transform also scales and shears; 0.x files normalize it, as
+Mitsuba 0.6 did).
 """
 
 from __future__ import annotations
@@ -341,14 +344,21 @@ def _scale(v) -> np.ndarray:
     return np.diag([v[0], v[1], v[2], 1.0])
 
 
-def _rotate(axis, angle_deg: float, where: str) -> np.ndarray:
+def _rotate(axis, angle_deg: float, where: str, normalize: bool = True) -> np.ndarray:
+    """Rodrigues' rotation matrix. Mitsuba 3 uses the axis as written: an
+    axis that is not of unit length scales and shears as well
+    (normalize=False, with a warning); Mitsuba 0.x normalized it."""
     axis = np.asarray(axis, dtype=np.float64)
     n = np.linalg.norm(axis)
     if n == 0.0:
         raise SceneError(f"{where}: rotation axis cannot be zero")
     if not math.isfinite(angle_deg):
         raise SceneError(f"{where}: rotation angle must be finite, got {angle_deg}")
-    x, y, z = axis / n
+    if not normalize and abs(n - 1.0) > 1e-3 and math.sin(math.radians(angle_deg)) != 0.0:
+        warnings.warn(f"{where}: the <rotate> axis {axis.tolist()} is not of unit length; as in Mitsuba 3 it is "
+                      "used as written, so the transform also scales and shears (normalize it for a rotation)",
+                      SceneWarning, stacklevel=2)
+    x, y, z = axis / n if normalize else axis
     t = math.radians(angle_deg)
     s, c = math.sin(t), math.cos(t)
     cm = 1.0 - c
@@ -549,9 +559,10 @@ class _Loader:
             elif tag in _VALUE_TAGS:
                 name, value = self._value(node, ctx)
                 if owner == "film" and name in _COSMETIC_FILM_PARAMS:
+                    why = ("jaxrender renders RGB; Mitsuba would add an alpha channel or return luminance"
+                           if name == "pixel_format" else "it only affects how Mitsuba writes image files")
                     warnings.warn(
-                        f"{where}: ignoring film parameter {name!r} (it only affects how "
-                        "Mitsuba writes image files)",
+                        f"{where}: ignoring film parameter {name!r} ({why})",
                         SceneWarning,
                         stacklevel=2,
                     )
@@ -792,7 +803,7 @@ class _Loader:
             elif tag == "rotate":
                 a = self._attrs(op, ctx, {"x", "y", "z", "value", "angle"}, required=("angle",))
                 axis = self._xyz({k: v for k, v in a.items() if k != "angle"}, what, where, 0.0)
-                t = _rotate(axis, _float(a["angle"], f"{what} angle", where), where)
+                t = _rotate(axis, _float(a["angle"], f"{what} angle", where), where, normalize=ctx.old)
             elif tag == "matrix":
                 a = self._attrs(op, ctx, {"value"}, required=("value",))
                 v = _floats(a["value"], f"{what} value", where, (9, 16))

@@ -282,6 +282,24 @@ def _coordinate_system(n):
     return s, t
 
 
+def _sphere_frame(p: "_Obj", m: np.ndarray) -> np.ndarray:
+    """A sphere's to_world as Mitsuba 3 reads it: a sphere about m's
+    translation whose radius is the length of m's image of the x axis. A
+    non-uniform scale or a shear (which would make the mesh an ellipsoid)
+    is warned about, as Mitsuba does, and replaced by the nearest rotation
+    (polar decomposition) times that radius; a uniform m is kept as is."""
+    a = np.asarray(m[:3, :3], np.float64)
+    radius = float(np.linalg.norm(a[:, 0]))
+    if not radius > 0 or np.allclose(a.T @ a, radius * radius * np.eye(3), rtol=0, atol=1e-5 * radius * radius):
+        return m
+    _warn(f"{p.where()}: the sphere's to_world has a non-uniform scale or a shear; as in Mitsuba it renders a "
+          f"sphere of radius {radius:g} (the length of to_world's image of the x axis), not an ellipsoid")
+    u, _, vt = np.linalg.svd(a)
+    out = np.array(m, np.float64)
+    out[:3, :3] = (u @ vt) * radius
+    return out
+
+
 def _look_at_np(origin, target, up):
     d = np.asarray(target, np.float64) - np.asarray(origin, np.float64)
     d = d / np.linalg.norm(d)
@@ -1021,6 +1039,7 @@ class _Loader:
                 center = p.vector3("center", (0.0, 0.0, 0.0))
                 radius = p.float("radius", 1.0, minimum=0.0, exclusive=True)
                 to_world = to_world @ _translate_np(center) @ np.diag([radius, radius, radius, 1.0])
+                to_world = _sphere_frame(p, to_world)
             if t == "cylinder":
                 # Mitsuba: translate(p0) * to_frame(coordinate_system(axis)) * scale(r, r, length).
                 p0 = np.asarray(p.vector3("p0", (0.0, 0.0, 0.0)), np.float64)
@@ -1060,8 +1079,18 @@ class _Loader:
             emitter = self.register_emitter(emitters[0][1], shape_index)
         self.check_attributes(p, attributes, bsdf, emitter, len(positions), len(faces))
 
+        generated = normals is None
         if normals is None and not face_normals:
             normals = np.asarray(vertex_normals(positions, faces))
+        if normals is not None and (generated or t == "sphere") and np.linalg.det(to_world[:3, :3]) < 0:
+            # A mirroring to_world turns the winding, and with it the face
+            # normal, inwards. Mitsuba computes missing vertex normals from
+            # the world-space winding and orients its analytic sphere the
+            # same way, so they turn inwards too (a mirrored closed mesh is
+            # inside out); normals read from a file (and the cube's) are
+            # only transformed, and keep pointing outwards. (Its mirrored
+            # cylinder does neither: measured, it still differs a little.)
+            normals = -normals
         mesh = Mesh(
             vertex_positions=_f32(positions),
             to_world=_f32(to_world),
