@@ -110,6 +110,7 @@ from jaxrender.scene import (
     Camera,
     OrthographicCamera,
     PointLight,
+    Radiancemeter,
     Scene,
     ThinLensCamera,
     camera_rays,
@@ -333,7 +334,8 @@ def _boundary_term_jvp(config, trace, primals, tangents):
     zero = boundary_term(config, trace, scene, camera, key)
     # Only the geometry and the camera move edges.
     d_moving = _moving(d_scene, d_camera)
-    if _all_zero(d_moving):
+    # A radiancemeter's one ray has no film area for edges to cross.
+    if _all_zero(d_moving) or isinstance(camera, Radiancemeter):
         return zero, jnp.zeros_like(zero)
     _check_camera(camera)
     edges = sample_edges(scene, camera, cfg, key, n, trace)
@@ -799,7 +801,8 @@ def _delta_shadow_term_jvp(config, primals, tangents):
     zero = delta_shadow_term(config, scene, camera, key)
     moving = (*_moving(scene, camera), _placement(scene))
     d_moving = (*_moving(tangents[0], tangents[1]), _placement(tangents[0]))
-    if _all_zero(d_moving) or not scene.shapes:
+    # Shadow outlines crossing a radiancemeter's one ray: measure zero.
+    if _all_zero(d_moving) or not scene.shapes or isinstance(camera, Radiancemeter):
         return zero, jnp.zeros_like(zero)
     _check_camera(camera)
     out = jnp.zeros_like(zero)

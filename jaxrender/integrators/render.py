@@ -24,7 +24,6 @@ from jaxrender.scene import (
     BatchSensor,
     Camera,
     IntegratorConfig,
-    Radiancemeter,
     Scene,
     ThinLensCamera,
     bind_mesh_attributes,
@@ -343,10 +342,10 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
     band = width // len(cameras)
     sub_pixels = band * height
 
-    def by_camera(fn, offsets=None):
-        """fn(camera, its columns of offsets, k) for each camera, its outputs
-        (..., H, band, C) side by side."""
-        parts = [fn(c, None if offsets is None else offsets[..., k * band:(k + 1) * band, :], k)
+    def by_camera(fn, *images):
+        """fn(camera, k, its columns of each (..., H, W, C) image (None stays
+        None)) for each camera k, its outputs (..., H, band, C) side by side."""
+        parts = [fn(c, k, *(None if x is None else x[..., k * band:(k + 1) * band, :] for x in images))
                  for k, c in enumerate(cameras)]
         return parts[0] if len(parts) == 1 else jax.tree.map(lambda *x: jnp.concatenate(x, axis=-2), *parts)
 
@@ -362,28 +361,25 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
         if any(isinstance(c, ThinLensCamera) for c in cameras):
             aperture = jax.random.uniform(jax.random.fold_in(k_pix, 1), offsets.shape, jnp.float32)
 
-        def rays(c, off, k):
-            ap = aperture[..., k * band:(k + 1) * band, :] if isinstance(c, ThinLensCamera) else None
-            o, d = camera_rays(c, off, ap)
+        def rays(c, k, off, ap):
+            o, d = camera_rays(c, off, ap)  # cameras without a lens ignore ap
             return o, d, clip_t_max(c, d)[..., None]
 
-        o, d, t_max = by_camera(rays, offsets)
+        o, d, t_max = by_camera(rays, offsets, aperture)
         o, d, t_max = o.reshape(-1, 3), d.reshape(-1, 3), t_max.reshape(-1)
         value = trace(scene, arrays, cfg, o, d, k_path, t_max, **trace_args)
         value = value.reshape(per_pass, height, width, channels)
         edges = 0.0
         if cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
-            # A radiancemeter's one ray has no film area for edges to cross.
-            none = jnp.zeros((height, band, 3), jnp.float32)
-            edges = by_camera(lambda c, _, k: none if isinstance(c, Radiancemeter) else boundary_term(
+            edges = by_camera(lambda c, k: boundary_term(
                 (cfg, per_pass * sub_pixels, per_pass), trace_values, scene, c, camera_key(k_edge, k)))
             if delta_shadows:
-                edges = edges + by_camera(lambda c, _, k: none if isinstance(c, Radiancemeter) else delta_shadow_term(
+                edges = edges + by_camera(lambda c, k: delta_shadow_term(
                     (per_pass * sub_pixels, per_pass), scene, c, camera_key(jax.random.fold_in(k_shadow, 1), k)))
             if not paths:
                 value = value + by_camera(
-                    lambda c, off, k: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
+                    lambda c, k, off: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
                                                   camera_key(k_shadow, k)), offsets)
         if box:
             return total[0] + value.sum(0) + edges, total[1]

@@ -1536,15 +1536,10 @@ class _Loader:
             # Required, as in Mitsuba; 0 is a pinhole (Mitsuba warns and uses epsilon).
             aperture = p.float("aperture_radius", minimum=0.0)
             focus = p.float("focus_distance", far, minimum=0.0, exclusive=True)
-        films = p.nested("film")
-        samplers = p.nested("sampler")
-        p.finish()
-        if len(films) > 1 or len(samplers) > 1:
-            raise p.error("a sensor takes at most one film and one sampler")
+        film, sample_count = self._film_and_sampler(p)
         common = dict(
-            to_world=_f32(np.eye(4) if m is None else m), film=self.build_film(films[0][1]) if films else Film(),
-            near_clip=near, far_clip=far, sample_count=self.build_sampler(samplers[0][1]) if samplers else 4,
-            id=self.object_id(d),
+            to_world=_f32(np.eye(4) if m is None else m), film=film, near_clip=near, far_clip=far,
+            sample_count=sample_count, id=self.object_id(d),
         )
         if p.type == "orthographic":
             return OrthographicCamera(**common)
@@ -1572,17 +1567,11 @@ class _Loader:
             direction = direction / norm
             m = _look_at_np(origin, origin + direction, _coordinate_system(direction)[0])
         p.float("shutter_open", 0.0), p.float("shutter_close", 0.0)
-        films = p.nested("film")
-        samplers = p.nested("sampler")
-        p.finish()
-        if len(films) > 1 or len(samplers) > 1:
-            raise p.error("a sensor takes at most one film and one sampler")
-        film = self.build_film(films[0][1]) if films else Film()
+        film, sample_count = self._film_and_sampler(p)
         if (film.width, film.height) != (1, 1):
             # Mitsuba's default film is 768x576, which it refuses here too.
             raise p.error(f"a radiancemeter needs a 1x1 film, got {film.width}x{film.height}")
-        return Radiancemeter(to_world=_f32(np.eye(4) if m is None else m), film=film,
-                             sample_count=self.build_sampler(samplers[0][1]) if samplers else 4,
+        return Radiancemeter(to_world=_f32(np.eye(4) if m is None else m), film=film, sample_count=sample_count,
                              id=self.object_id(d))
 
     def _build_batch(self, p: _Obj, d: dict, in_batch: bool) -> BatchSensor:
@@ -1592,14 +1581,9 @@ class _Loader:
         if in_batch:
             raise p.error("a batch sensor cannot hold another batch sensor")
         children = p.nested("sensor")
-        films = p.nested("film")
-        samplers = p.nested("sampler")
-        p.finish()
+        film, sample_count = self._film_and_sampler(p)
         if not children:
             raise p.error("a batch sensor needs at least one nested sensor")
-        if len(films) > 1 or len(samplers) > 1:
-            raise p.error("a sensor takes at most one film and one sampler")
-        film = self.build_film(films[0][1]) if films else Film()
         if film.width % len(children):
             raise p.error(f"the film width ({film.width}) must be divisible by the number of nested "
                           f"sensors ({len(children)})")
@@ -1608,8 +1592,18 @@ class _Loader:
             cameras = tuple(with_film(self.build_sensor(c, in_batch=True), share) for _, c in children)
         except ValueError as e:  # a radiancemeter's share that is not 1x1
             raise p.error(f"each nested sensor gets {share.width}x{share.height} pixels of the film: {e}") from None
-        sample_count = self.build_sampler(samplers[0][1]) if samplers else 4
         return BatchSensor(sensors=cameras, film=film, sample_count=sample_count, id=self.object_id(d))
+
+    def _film_and_sampler(self, p: _Obj) -> tuple[Film, int]:
+        """A sensor's film (Mitsuba's default if none) and sample count (4),
+        after every other parameter of `p` was read (`finish` runs here)."""
+        films = p.nested("film")
+        samplers = p.nested("sampler")
+        p.finish()
+        if len(films) > 1 or len(samplers) > 1:
+            raise p.error("a sensor takes at most one film and one sampler")
+        return (self.build_film(films[0][1]) if films else Film(),
+                self.build_sampler(samplers[0][1]) if samplers else 4)
 
     def _field_of_view(self, p: _Obj) -> tuple[float, str]:
         """A perspective or thin-lens sensor's (fov, fov_axis), from `fov` or

@@ -205,8 +205,8 @@ class BatchSensor:
     one film, in one pass over the scene.
 
     Attributes:
-      sensors: tuple of N cameras (PerspectiveCamera, ThinLensCamera or
-        OrthographicCamera; types may differ). Camera k renders columns
+      sensors: tuple of N cameras (PerspectiveCamera, ThinLensCamera,
+        OrthographicCamera or Radiancemeter; types may differ). Camera k renders columns
         [k W/N, (k+1) W/N) of the film. Each has the film (W/N, H) with
         the batch's filter (`with_film` keeps them so). Their float leaves
         are differentiable.
@@ -227,8 +227,8 @@ class BatchSensor:
             raise ValueError("a batch sensor needs a non-empty tuple of cameras")
         for k, cam in enumerate(self.sensors):
             if not isinstance(cam, CAMERAS):
-                raise TypeError(f"batch sensor: sensors[{k}] must be a PerspectiveCamera, ThinLensCamera or "
-                                f"OrthographicCamera, got {type(cam).__name__}")
+                raise TypeError(f"batch sensor: sensors[{k}] must be a PerspectiveCamera, ThinLensCamera, "
+                                f"OrthographicCamera or Radiancemeter, got {type(cam).__name__}")
         n = len(self.sensors)
         if self.film.width % n:
             raise ValueError(f"batch sensor: the film width ({self.film.width}) must be divisible by the number "
