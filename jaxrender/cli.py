@@ -115,7 +115,11 @@ def _cmd_params(args) -> int:
     summary = f"{len(params)} parameters; {len(scene.shapes)} shapes, {len(scene.bsdfs)} BSDFs, " \
               f"{len(scene.emitters)} emitters, {len(scene.sensors)} sensors"
     if cam is not None:
-        summary += f"; film {cam.film.width}x{cam.film.height}, {cam.sample_count} spp"
+        f = cam.film
+        summary += f"; film {f.width}x{f.height}"
+        if f.cropped:
+            summary += f" (crop {f.crop_width}x{f.crop_height} at {f.crop_offset_x},{f.crop_offset_y})"
+        summary += f", {cam.sample_count} spp"
     print(summary)
     return 0
 
@@ -185,7 +189,7 @@ def _cmd_render(args) -> int:
         names = None  # an ordinary gray or RGB image
     check_output_path(args.output, names)
     spp = args.spp if args.spp is not None else camera.sample_count
-    width, height = camera.film.width, camera.film.height
+    width, height = camera.film.crop_width, camera.film.crop_height
     # Passes of about pass_samples() samples, each one jitted call, so
     # progress can be shown; the image is their average.
     from jaxrender.integrators.render import pass_samples
@@ -259,7 +263,7 @@ def _cmd_raycast(args) -> int:
     else:
         scene = _load_scene(args)
         camera = _scene_camera(args, scene, "ray-cast")
-        width, height = camera.film.width, camera.film.height
+        width, height = camera.film.crop_width, camera.film.crop_height
         geometry = flatten_scene(scene)
         vertices, faces = geometry.vertices, geometry.faces
         if not faces.shape[0]:

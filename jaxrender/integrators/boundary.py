@@ -117,7 +117,7 @@ from jaxrender.scene import (
     transform_points,
 )
 from jaxrender.scene.emitters import delta_light_incident, emitter_direction
-from jaxrender.scene.sensors import sample_ray
+from jaxrender.scene.sensors import PerspectiveCamera, film_position, sample_ray
 
 # Offset of the two radiance samples from the edge, in pixels: far enough
 # that float32 film positions separate them, close enough that both stay
@@ -126,21 +126,25 @@ SIDE_OFFSET = 1e-3
 
 
 def _project(camera: Camera, points):
-    """World points (..., 3) -> film positions in pixels (..., 2) and
-    camera-space depth (...,); the inverse of `sample_ray` (a thin lens's
-    through its centre)."""
+    """World points (..., 3) -> image positions in pixels (..., 2) (from the
+    crop window's top-left corner) and camera-space depth (...,); the
+    inverse of `sample_ray` after `film_position` (a thin lens's through its
+    centre)."""
     local = transform_points(jnp.linalg.inv(camera.to_world), points)
-    if isinstance(camera, OrthographicCamera):
-        fx = (1.0 - local[..., 0]) * 0.5 * camera.film.width
-        fy = (1.0 - local[..., 1] * camera.aspect) * 0.5 * camera.film.height
-        return jnp.stack([fx, fy], -1), local[..., 2]
-    tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
-    tan_y = tan_x / camera.aspect
     z = local[..., 2]
-    safe_z = jnp.where(z > 0, z, 1.0)
-    fx = (1.0 - local[..., 0] / (safe_z * tan_x)) * 0.5 * camera.film.width
-    fy = (1.0 - local[..., 1] / (safe_z * tan_y)) * 0.5 * camera.film.height
-    return jnp.stack([fx, fy], -1), z
+    if isinstance(camera, OrthographicCamera):
+        fx = (1.0 - local[..., 0]) * 0.5
+        fy = (1.0 - local[..., 1] * camera.aspect) * 0.5
+    else:
+        tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
+        tan_y = tan_x / camera.aspect
+        safe_z = jnp.where(z > 0, z, 1.0)
+        fx = (1.0 - local[..., 0] / (safe_z * tan_x)) * 0.5
+        fy = (1.0 - local[..., 1] / (safe_z * tan_y)) * 0.5
+        if isinstance(camera, PerspectiveCamera):
+            fx, fy = fx - camera.principal_point[0], fy - camera.principal_point[1]
+    f = camera.film
+    return jnp.stack([fx * f.width - f.crop_offset_x, fy * f.height - f.crop_offset_y], -1), z
 
 
 def _towards_camera(camera: Camera, points):
@@ -156,7 +160,7 @@ def _camera_rays_to(camera: Camera, x):
     lens's centre: (origins, unit directions, distances to x)."""
     if isinstance(camera, OrthographicCamera):
         u, _ = _project(camera, x)
-        o, d = sample_ray(camera, u / jnp.array([camera.film.width, camera.film.height], jnp.float32))
+        o, d = sample_ray(camera, film_position(camera, u))
     else:
         o = jnp.broadcast_to(camera.to_world[:3, 3], x.shape)
     dist = jnp.linalg.norm(x - o, axis=-1)
@@ -262,7 +266,7 @@ def sample_edges(scene: Scene, camera: Camera, cfg: IntegratorConfig, key, n: in
     / (pdf n), zero where no edge was found."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
     arrays = prepare_scene(scene)
-    w, h = camera.film.width, camera.film.height
+    w, h = camera.film.crop_width, camera.film.crop_height
     v0, v1, candidate = _candidate_edges(scene, arrays.vertices, arrays.normals, arrays.faces,
                                          arrays.shape_of_face, camera)
     (p0, z0), (p1, z1) = _project(camera, arrays.vertices[v0]), _project(camera, arrays.vertices[v1])
@@ -284,8 +288,7 @@ def sample_edges(scene: Scene, camera: Camera, cfg: IntegratorConfig, key, n: in
     t = s if isinstance(camera, OrthographicCamera) else (s / zb) / ((1.0 - s) / za + s / zb)
     normal = safe_normalize(jnp.stack([a[:, 1] - b[:, 1], b[:, 0] - a[:, 0]], -1))
     sides = jnp.concatenate([x - SIDE_OFFSET * normal, x + SIDE_OFFSET * normal])
-    film = sides / jnp.array([w, h], jnp.float32)
-    o, d = sample_ray(camera, film)
+    o, d = sample_ray(camera, film_position(camera, sides))
     f = trace(scene, arrays, cfg, o, d, k_path, clip_t_max(camera, d))
     delta = f[:n] - f[n:]
     ok = (total > 0) & (length[e] > 0)
@@ -296,7 +299,7 @@ def sample_edges(scene: Scene, camera: Camera, cfg: IntegratorConfig, key, n: in
 def _splat_edges(camera: Camera, values, x):
     """Adds values (n, C) at film points x (n, 2) into the pixels whose
     filter covers them, as `film.splat` weighs pixel samples: (H, W, C)."""
-    w, h = camera.film.width, camera.film.height
+    w, h = camera.film.crop_width, camera.film.crop_height
     rf = camera.film.rfilter
     r = filter_reach(rf)
     ix = jnp.clip(jnp.floor(x[:, 0]), 0, w - 1).astype(jnp.int32)
@@ -324,7 +327,7 @@ def boundary_term(config, trace, scene: Scene, camera: Camera, key):
     Differentiable in the shapes' vertex_positions and to_world and in the
     camera's to_world and fov (the edges' motion on the film).
     """
-    return jnp.zeros((camera.film.height, camera.film.width, 3), jnp.float32)
+    return jnp.zeros((camera.film.crop_height, camera.film.crop_width, 3), jnp.float32)
 
 
 def _boundary_term_jvp(config, trace, primals, tangents):
@@ -745,7 +748,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
     # Seen by the camera, inside the film?
     o_cam, d_cam, dist = _camera_rays_to(camera, x)
     u, z = _project(camera, x)
-    wf, hf = camera.film.width, camera.film.height
+    wf, hf = camera.film.crop_width, camera.film.crop_height
     ok = ok & (z > camera.near_clip) & (u[:, 0] >= 0) & (u[:, 0] < wf) & (u[:, 1] >= 0) & (u[:, 1] < hf)
     ok = ok & ~occluded(arrays.accel, v, arrays.faces, o_cam, d_cam,
                          jnp.where(ok, dist * (1.0 - 1e-3), 0.0))
@@ -760,7 +763,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
     # distance of the camera ray's receiving-plane point from the plane
     # through the light's line and the edge (positive on m's side).
     def signed(film):
-        o, d = sample_ray(camera, film / jnp.array([wf, hf], jnp.float32))
+        o, d = sample_ray(camera, film_position(camera, film))
         return dot(m, _on_plane(v, arrays.faces, tri, o, d) - y)
 
     grad = jnp.stack([jax.jvp(signed, (u,), (jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32)[k], u.shape),))[1]
@@ -792,7 +795,7 @@ def delta_shadow_term(config, scene: Scene, camera: Camera, key):
     `boundary_term`. Add it where the integrator's first-hit next-event
     estimation sees delta lights (`direct` with emitter samples, `path`
     and `prb` with max_depth > 1)."""
-    return jnp.zeros((camera.film.height, camera.film.width, 3), jnp.float32)
+    return jnp.zeros((camera.film.crop_height, camera.film.crop_width, 3), jnp.float32)
 
 
 def _delta_shadow_term_jvp(config, primals, tangents):

@@ -315,7 +315,7 @@ def _render_jit(top_level: bool):
 def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int, key,
                    boundary: bool) -> jax.Array:
     channels = aov_channels(cfg) if cfg.type == "aov" else 3
-    width, height = camera.film.width, camera.film.height
+    width, height = camera.film.crop_width, camera.film.crop_height
     pixels = width * height
     # The largest divisor of spp that keeps a pass under pass_samples().
     per_pass = max(1, min(spp, pass_samples() // max(pixels, 1)))

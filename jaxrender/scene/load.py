@@ -1532,6 +1532,9 @@ class _Loader:
             raise p.error(f"shutter_close ({shutter[1]}) must not be before shutter_open ({shutter[0]})")
         if not far > near:
             raise p.error(f"far_clip ({far}) must be greater than near_clip ({near})")
+        if p.type == "perspective":
+            # In units of the film's size, as in Mitsuba (thinlens has none there).
+            principal_point = tuple(p.float(f"principal_point_offset_{a}", 0.0) for a in "xy")
         if p.type == "thinlens":
             # Required, as in Mitsuba; 0 is a pinhole (Mitsuba warns and uses epsilon).
             aperture = p.float("aperture_radius", minimum=0.0)
@@ -1546,7 +1549,7 @@ class _Loader:
         if p.type == "thinlens":
             return ThinLensCamera(fov=_f32(fov), fov_axis=fov_axis, aperture_radius=_f32(aperture),
                                   focus_distance=_f32(focus), **common)
-        return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, **common)
+        return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, principal_point=principal_point, **common)
 
     def _build_radiancemeter(self, p: _Obj, d: dict) -> Radiancemeter:
         """Mitsuba's `radiancemeter`: one ray, from `to_world` or from
@@ -1587,6 +1590,8 @@ class _Loader:
         if film.width % len(children):
             raise p.error(f"the film width ({film.width}) must be divisible by the number of nested "
                           f"sensors ({len(children)})")
+        if film.cropped:
+            raise p.error("a batch sensor's film cannot be cropped in jaxrender")
         share = sub_film(film, len(children))
         try:
             cameras = tuple(with_film(self.build_sensor(c, in_batch=True), share) for _, c in children)
@@ -1608,9 +1613,6 @@ class _Loader:
     def _field_of_view(self, p: _Obj) -> tuple[float, str]:
         """A perspective or thin-lens sensor's (fov, fov_axis), from `fov` or
         Mitsuba's 35 mm-equivalent `focal_length`."""
-        for name in ("principal_point_offset_x", "principal_point_offset_y"):
-            if p.float(name, 0.0) != 0.0:
-                raise p.error(f'parameter "{name}" is not supported by jaxrender (must be 0)')
         if p.has("fov") and p.has("focal_length"):
             raise p.error('give either "fov" or "focal_length", not both')
         if p.has("fov"):
@@ -1639,10 +1641,9 @@ class _Loader:
             raise p.error(f"film of {width}x{height} = {width * height} pixels is larger than "
                           f"jaxrender's limit of {MAX_FILM_PIXELS} pixels (width * height * 3 "
                           "must fit a 32-bit index)")
-        crop = (p.int("crop_offset_x", 0), p.int("crop_offset_y", 0),
-                p.int("crop_width", width), p.int("crop_height", height))
-        if crop != (0, 0, width, height):
-            raise p.error(f"cropped films are not supported by jaxrender (crop {crop} of {width}x{height})")
+        # Mitsuba's crop window: the part of the film that is rendered.
+        crop = {name: p.int(name, default, minimum=minimum) for name, default, minimum in (
+            ("crop_offset_x", 0, 0), ("crop_offset_y", 0, 0), ("crop_width", width, 1), ("crop_height", height, 1))}
         cosmetic = ()
         if p.has("sample_border"):
             if p.bool("sample_border"):
@@ -1653,7 +1654,10 @@ class _Loader:
         if len(rfilters) > 1:
             raise p.error("a film takes at most one rfilter")
         rfilter = self.build_rfilter(rfilters[0][1]) if rfilters else ReconstructionFilter()
-        return Film(width=width, height=height, rfilter=rfilter)
+        try:
+            return Film(width=width, height=height, rfilter=rfilter, **crop)
+        except ValueError as e:  # a crop window outside the film (Mitsuba refuses it too)
+            raise p.error(str(e)) from None
 
     def build_rfilter(self, d: dict) -> ReconstructionFilter:
         p = _Obj(self, d, "rfilter")

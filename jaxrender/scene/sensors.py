@@ -10,6 +10,8 @@ corner of pixel (0, 0) to the bottom-right of the last pixel.
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +58,13 @@ MAX_FILTER_RADIUS = 16.0
 class Film:
     """Mitsuba's `hdrfilm`: the image size and its reconstruction filter (static).
 
-    width, height: pixels (Mitsuba's defaults 768 x 576).
+    width, height: pixels of the whole film (Mitsuba's defaults 768 x 576).
+      The camera's field of view and aspect ratio are the whole film's.
+    crop_offset_x, crop_offset_y, crop_width, crop_height: Mitsuba's crop
+      window, the part of the film that is rendered: the image has
+      crop_height x crop_width pixels, whose pixel (0, 0) is the film's
+      pixel (crop_offset_y, crop_offset_x). By default (None) the whole
+      film; a window outside the film is a ValueError, as in Mitsuba.
     rfilter: the filter. Our default is a box filter, as DESIGN.md fixes for
       jaxrender; Mitsuba's own default is a gaussian (stddev 0.5), which
       scenes converted from Mitsuba XML without an `rfilter` therefore do not
@@ -66,6 +74,38 @@ class Film:
     width: int = 768
     height: int = 576
     rfilter: ReconstructionFilter = ReconstructionFilter()
+    crop_offset_x: int = 0
+    crop_offset_y: int = 0
+    crop_width: int | None = None
+    crop_height: int | None = None
+
+    def __post_init__(self):
+        # Normalized, so that a crop of the whole film equals no crop.
+        for name, default in (("crop_width", self.width), ("crop_height", self.height)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        for name in ("width", "height", "crop_offset_x", "crop_offset_y", "crop_width", "crop_height"):
+            value = getattr(self, name)
+            try:
+                if isinstance(value, bool):
+                    raise TypeError
+                object.__setattr__(self, name, operator.index(value))
+            except TypeError:
+                raise TypeError(f"film {name} must be an int, got {value!r}") from None
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"film size must be positive, got {self.width}x{self.height}")
+        if (self.crop_offset_x < 0 or self.crop_offset_y < 0 or self.crop_width < 1 or self.crop_height < 1
+                or self.crop_offset_x + self.crop_width > self.width
+                or self.crop_offset_y + self.crop_height > self.height):
+            raise ValueError(
+                f"the crop window ({self.crop_width}x{self.crop_height} at ({self.crop_offset_x}, "
+                f"{self.crop_offset_y})) must lie inside the {self.width}x{self.height} film")
+
+    @property
+    def cropped(self) -> bool:
+        """Whether the image is a part of the film."""
+        return (self.crop_offset_x, self.crop_offset_y, self.crop_width, self.crop_height) != (
+            0, 0, self.width, self.height)
 
 
 @pytree
@@ -87,6 +127,9 @@ class PerspectiveCamera:
       sample_count: samples per pixel from the sensor's sampler (default 4;
         static).
       id: the sensor's id, or None (static).
+      principal_point: (x, y), Mitsuba's `principal_point_offset_x/_y`: the
+        optical axis's shift on the film, in units of the film's width and
+        height (x to the right, y down; static, not differentiable).
     """
 
     to_world: jax.Array
@@ -97,6 +140,13 @@ class PerspectiveCamera:
     far_clip: float = static(default=10000.0)
     sample_count: int = static(default=4)
     id: str | None = static(default=None)
+    principal_point: tuple = static(default=(0.0, 0.0))
+
+    def __post_init__(self):
+        pp = self.principal_point
+        if not (isinstance(pp, tuple) and len(pp) == 2 and all(isinstance(v, (int, float)) for v in pp)
+                and all(math.isfinite(v) for v in pp)):
+            raise ValueError(f"principal_point must be a tuple of two finite floats, got {pp!r}")
 
     @property
     def aspect(self) -> float:
@@ -233,6 +283,8 @@ class BatchSensor:
         if self.film.width % n:
             raise ValueError(f"batch sensor: the film width ({self.film.width}) must be divisible by the number "
                              f"of sensors ({n})")
+        if self.film.cropped:
+            raise ValueError("batch sensor: a cropped film is not supported")
         sub = sub_film(self.film, n)
         for k, cam in enumerate(self.sensors):
             if cam.film != sub:
@@ -323,6 +375,8 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
         forward = transform_vectors(camera.to_world, jnp.array([0.0, 0.0, 1.0], jnp.float32))
         forward = forward / jnp.linalg.norm(forward)
         return transform_points(camera.to_world, near), jnp.broadcast_to(forward, near.shape)
+    if isinstance(camera, PerspectiveCamera) and camera.principal_point != (0.0, 0.0):
+        pos = pos + jnp.asarray(camera.principal_point, jnp.float32)
     tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
     tan_y = tan_x / camera.aspect
     # Film (0, 0) is the top-left corner, camera +x is image left, +y is up.
@@ -355,8 +409,8 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
       camera: a PerspectiveCamera, ThinLensCamera, OrthographicCamera or
         BatchSensor (each of its cameras fills its band of columns).
       pixel_samples: float (..., H, W, 2) in [0, 1), the (x, y) offset of
-        each pixel's sample from its top-left corner, with H, W the film's
-        height and width (0.5 for pixel centres). Mitsuba's integrators draw
+        each pixel's sample from its top-left corner, with H, W the image's
+        height and width (the film's crop window; 0.5 for pixel centres). Mitsuba's integrators draw
         them uniformly whatever the reconstruction filter, which only weighs
         the samples afterwards. Differentiable.
       aperture_samples: None or float (..., H, W, 2) uniform, each sample's
@@ -364,10 +418,11 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
 
     Returns:
       (origins, directions), float32 (..., H, W, 3), as `sample_ray` at film
-      position ((j + x) / W, (i + y) / H) for pixel row i, column j.
+      position `film_position(camera, (j + x, i + y))` for image row i,
+      column j.
     """
     s = jnp.asarray(pixel_samples, jnp.float32)
-    h, w = camera.film.height, camera.film.width
+    h, w = camera.film.crop_height, camera.film.crop_width
     if s.shape[-3:] != (h, w, 2):
         raise ValueError(
             f"pixel_samples must have shape (..., {h}, {w}, 2) for a {w}x{h} film, got {s.shape}"
@@ -379,5 +434,14 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
                  for c, col in zip(camera.sensors, cols)]
         return tuple(jnp.concatenate(x, axis=-2) for x in zip(*parts))
     jj, ii = jnp.meshgrid(jnp.arange(w, dtype=jnp.float32), jnp.arange(h, dtype=jnp.float32))
-    pos = jnp.stack([(jj + s[..., 0]) / w, (ii + s[..., 1]) / h], axis=-1)
-    return sample_ray(camera, pos, aperture_samples)
+    return sample_ray(camera, film_position(camera, jnp.stack([jj + s[..., 0], ii + s[..., 1]], axis=-1)),
+                      aperture_samples)
+
+
+def film_position(camera: Camera, pixels):
+    """Image pixel coordinates (..., 2) (x, y from the image's top-left
+    corner) -> positions in [0, 1]^2 over the whole film, for `sample_ray`
+    (they differ when the film is cropped). Differentiable."""
+    f = camera.film
+    offset = jnp.array([f.crop_offset_x, f.crop_offset_y], jnp.float32)
+    return (pixels + offset) / jnp.array([f.width, f.height], jnp.float32)
