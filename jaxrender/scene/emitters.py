@@ -74,6 +74,10 @@ class SpotLight(Emitter):
         3/4 of cutoff_angle).
       to_world: float32 (4, 4), placement of the light (position and axis).
       id: the emitter's id.
+      texture: None, or a Texture projected through the cone (Mitsuba's
+        `texture`): a direction with local (x, y, z) gets the value at
+        uv = 0.5 + 0.5 (x, y) / (z tan cutoff_angle), times the intensity.
+        Its texels are differentiable.
     """
 
     intensity: Texture
@@ -81,6 +85,7 @@ class SpotLight(Emitter):
     beam_width: jax.Array
     to_world: jax.Array
     id: str | None = static(default=None)
+    texture: Texture | None = None
 
 
 @pytree
@@ -277,7 +282,20 @@ def spot_light_incident(light: SpotLight, points):
     wi, dist = _delta_towards(m[:3, 3], p)
     falloff = spot_light_falloff(light, local)
     value = _rgb(light.intensity) * (falloff * _inv_square(dist))[..., None]
+    if light.texture is not None:
+        value = value * _spot_texture(light, local)
     return wi, dist, value
+
+
+def _spot_texture(light: SpotLight, local) -> jax.Array:
+    """A spot light's texture (..., 3) for local directions (..., 3) (not
+    unit), projected as Mitsuba's: uv = 0.5 + 0.5 (x, y) / (z tan cutoff).
+    Directions outside the cone (falloff 0) get finite values."""
+    tan_cutoff = jnp.tan(jnp.deg2rad(jnp.asarray(light.cutoff_angle, jnp.float32)))
+    z = local[..., 2:3]
+    scale = 0.5 / (jnp.where(z > 0, z, 1.0) * tan_cutoff)
+    uv = 0.5 + local[..., :2] * scale
+    return eval_texture(light.texture, uv)
 
 
 def directional_light_incident(light: DirectionalLight, points):

@@ -1466,7 +1466,7 @@ class _Loader:
             e = PointLight(intensity=p.texture("intensity", 1.0, spatial=False, emitter=True),
                            position=_f32(position), id=eid)
         elif t == "spot":
-            p.unsupported("texture")
+            texture = p.texture("texture", emitter=True) if p.has("texture") else None
             # Mitsuba asserts beam_width <= cutoff_angle (debug builds only)
             # and bounds neither; past 90 degrees the cone is wider than a
             # hemisphere and the spot's texture projection (tan cutoff) breaks.
@@ -1478,7 +1478,8 @@ class _Loader:
                 raise p.error(f'parameter "beam_width" ({beam}) must not exceed "cutoff_angle" ({cutoff})')
             m = p.matrix("to_world")
             e = SpotLight(intensity=p.texture("intensity", 1.0, spatial=False, emitter=True), cutoff_angle=_f32(cutoff),
-                          beam_width=_f32(beam), to_world=_f32(np.eye(4) if m is None else m), id=eid)
+                          beam_width=_f32(beam), to_world=_f32(np.eye(4) if m is None else m), id=eid,
+                          texture=texture)
         elif t == "directional":
             if p.has("direction") and p.has("to_world"):
                 raise p.error('give either "direction" or "to_world", not both')

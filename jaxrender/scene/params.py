@@ -48,7 +48,7 @@ Every parameter listed is a float32 array leaf and differentiable:
 | Principled | base_color.*, roughness.*, anisotropic.*, metallic.*, spec_trans.*, spec_tint.*, sheen.*, sheen_tint.*, flatness.*, clearcoat.*, clearcoat_gloss.*, and eta or specular (whichever the scene gave) |
 | AreaLight | radiance.* |
 | PointLight | intensity.value, position (3,) |
-| SpotLight | intensity.value, cutoff_angle, beam_width, to_world |
+| SpotLight | intensity.value, cutoff_angle, beam_width, to_world, texture.* (if given) |
 | DirectionalLight | irradiance.value, to_world |
 | ConstantEmitter | radiance.value |
 | EnvironmentMap | data (H,W,3), scale, to_world |
