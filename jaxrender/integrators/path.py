@@ -86,7 +86,7 @@ def continue_paths(active, o_next, d_next, o, d, beta):
 
 
 def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key,
-                t_max=None, unroll=None, boundary=False):
+                t_max=None, unroll=False, boundary=False):
     """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each;
     t_max (N,) bounds the camera rays (the far clip plane).
 
@@ -96,15 +96,14 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     bounce of a quarter of the paths. Derivatives (jvp, and grad through
     it) go through the fixed loop (`_trace_fixed`), max_depth bounces over
     all N paths; both give the same radiance (the same random numbers per
-    sample and bounce). unroll: unroll the fixed loop (default: when
-    max_depth <= 16); a rolled loop keeps the memory of one bounce (XLA
-    keeps some buffers of every unrolled bounce alive: ~110 bytes per
-    sample per bounce). boundary: add the direct-illumination boundary term
+    sample and bounce). unroll: unroll the fixed loop. Rolled (the
+    default), one bounce is compiled once, and the Cornell box's
+    derivatives compile 1.7-2.7x faster and run as fast or faster than
+    unrolled (benchmarks/RESULTS.md, fifteenth session). boundary: add the
+    direct-illumination boundary term
     (shadow edges, `nee_edge_term`) at every vertex of the fixed loop; it
     is zero in value and has only a derivative."""
     max_depth = depth_limit(cfg)
-    if unroll is None:
-        unroll = max_depth <= 16
     if max_depth <= 1 or origins.shape[0] == 0:
         # Nothing to regenerate: at most one bounce, or no samples.
         return _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, boundary)

@@ -97,17 +97,15 @@ class _Static:
         return self.held.unflatten(leaves)
 
 
-def _forward(static, key, *leaves, unroll=False):
+def _forward(static, key, *leaves):
     scene, arrays, origins, directions, t_max = static.unflatten(leaves)
-    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, unroll=unroll,
-                       boundary=static.boundary)
+    return trace_paths(scene, arrays, static.cfg, origins, directions, key, t_max, boundary=static.boundary)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _replayed(static, key, *leaves):
-    # Not differentiated: path's loop as path runs it (unrolled up to depth
-    # 16, ~14% faster on the CPU).
-    return _forward(static, key, *leaves, unroll=None)
+    # Not differentiated: path's regenerating loop, as path runs it.
+    return _forward(static, key, *leaves)
 
 
 class _Fallback(NamedTuple):
@@ -138,8 +136,7 @@ def _replayed_fwd(static, key, *leaves):
 
         value, vjp = jax.vjp(plain, *[v for w, v in zip(which, values) if w])
         return value, _Fallback(vjp, [None if w else v for w, v in zip(which, values)])
-    # Rolled under differentiation: the unrolled loop's memory grows with
-    # max_depth (path.py), and the replay keeps this pass's memory bounded.
+    # Rolled (path.py's default): the replay keeps this pass's memory bounded.
     value = _forward(static, key, *values)
     differentiated = [x.value if x.perturbed else None for x in leaves]
     constant = [None if x.perturbed else x.value for x in leaves]
