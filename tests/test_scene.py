@@ -1109,6 +1109,14 @@ def test_replace_and_traverse_under_jit_and_grad():
     # A scene passed through jit keeps working with traverse/replace.
     out = jax.jit(lambda sc, f: js.traverse(js.replace(sc, {"cam.fov": f}))["cam.fov"])(sc, 12.0)
     assert float(out) == 12.0
+    # Concrete values closed over by the jit are still checked, not traced
+    # (bool() of a traced check was an error).
+    red, fov = jnp.array([0.2, 0.3, 0.4]), jnp.float32(30.0)
+    out = jax.jit(lambda: js.traverse(js.replace(sc, {"red.reflectance.value": red, "cam.fov": fov})))()
+    assert float(out["cam.fov"]) == 30.0 and np.allclose(out["red.reflectance.value"], red)
+    bad = jnp.array([0.2, np.nan, 0.4])
+    with pytest.raises(ValueError, match="non-finite"):
+        jax.jit(lambda: js.replace(sc, {"red.reflectance.value": bad}))()
 
 
 # --------------------------------------------------------------------------

@@ -226,11 +226,18 @@ def _checked_value(name: str, value, current, resizable: bool, field: str = ""):
     # A NaN parameter would not show as NaN pixels (the integrators zero
     # non-finite samples) but would poison gradients: refuse it where the
     # value is known (traced values, inside the user's jit, cannot be).
-    if not isinstance(value, jax.core.Tracer) and not bool(jnp.isfinite(value).all()):
+    if not isinstance(value, jax.core.Tracer) and not _all_finite(value):
         raise ValueError(f'parameter "{name}" has non-finite values (NaN or inf; float32 overflow?)')
     if field in ("fov", "to_world") and not isinstance(value, jax.core.Tracer):
         _check_geometry(name, field, np.asarray(value))  # a few numbers to the host
     return value
+
+
+def _all_finite(value) -> bool:
+    # Evaluated now even inside the user's jit, where a concrete value closed
+    # over would otherwise become a traced check (and bool() of it an error).
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.isfinite(value).all())
 
 
 def _check_geometry(name: str, field: str, value: np.ndarray) -> None:
