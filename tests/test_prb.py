@@ -214,8 +214,8 @@ def test_prb_memory_does_not_grow_with_depth(simple):
     scene = simple
     """The point of replay: the compiled gradient's temporary memory is
     (nearly) the same at depth 2 and depth 12, while path's grows with
-    depth (2 and 6). XLA's memory analysis of the compiled gradient (4 spp
-    of 12x12)."""
+    depth (each bounce keeps its residuals). XLA's memory analysis of the
+    compiled gradient (4 spp of 12x12)."""
     params = _params(scene, ("block.bsdf.reflectance.value", "floor.bsdf.reflectance.value"))
     key = jax.random.key(0)
 
@@ -228,12 +228,13 @@ def test_prb_memory_does_not_grow_with_depth(simple):
         return analysis.temp_size_in_bytes
 
     prb = [temp_bytes("prb", d) for d in (2, 12)]
-    path = [temp_bytes("path", d) for d in (2, 6)]
+    path = [temp_bytes("path", d) for d in (2, 12)]
+    print(f"temporaries at depth 2, 12: prb {prb}, path {path}")
     assert prb[1] < 1.3 * prb[0], f"prb temporaries grow with depth: {prb}"
     assert path[1] > 2 * path[0], f"path's did not grow: {path} (the comparison is void)"
     # Ten more bounces cost prb less than one more bounce costs path.
-    per_bounce = (path[1] - path[0]) / 4
-    assert prb[1] - prb[0] < per_bounce, f"prb {prb} at depth 2, 12; path {path} at depth 2, 6"
+    per_bounce = (path[1] - path[0]) / 10
+    assert prb[1] - prb[0] < per_bounce, f"prb {prb}, path {path} at depth 2, 12"
 
 
 def test_prb_has_no_forward_mode(simple):
