@@ -236,3 +236,24 @@ def mitsuba_bsdf_queries(mi, bsdf, wi, wo, uv, u1, u2):
         ref["weight"].append(np.array(w))
         ref["spdf"].append(bs.pdf)
     return {k: np.array(v, np.float32) for k, v in ref.items()}
+
+
+def translation_jvp_and_fd(scene, name, direction, spp=64, fd_spp=1024, step=0.02):
+    """The derivative image of `render` as the `to_world` parameter `name` of
+    a jaxrender scene translates along `direction` (jvp at `spp`, key 1),
+    and its central finite differences (`fd_spp`, key 2 on both sides).
+    Returns (jvp, fd) as numpy arrays (H, W, 3)."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxrender as jr
+
+    tw = jr.traverse(scene)[name]
+    move = jnp.asarray(direction, jnp.float32)
+
+    def image(x, n, key):
+        return jr.render(jr.replace(scene, {name: jr.translate(x * move) @ tw}), spp=n, key=key)
+
+    d = jax.jit(lambda: jax.jvp(lambda x: image(x, spp, jax.random.key(1)), (0.0,), (1.0,))[1])()
+    f = jax.jit(lambda x: image(x, fd_spp, jax.random.key(2)))
+    return np.asarray(d), np.asarray((f(step) - f(-step)) / (2 * step))

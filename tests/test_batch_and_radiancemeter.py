@@ -21,7 +21,7 @@ import pytest
 
 import jaxrender as jr
 from jaxrender import cli
-from reference import rel_mae
+from reference import rel_mae, translation_jvp_and_fd
 
 # Three camera types in one batch, a gaussian filter (so that samples near
 # a band's edge spread into the neighbouring view, as in Mitsuba) and both
@@ -138,17 +138,7 @@ def test_batch_geometry_derivative_matches_finite_differences():
         <transform name="to_world"><scale value="0.5"/><rotate z="1" angle="20"/></transform>
         <bsdf type="diffuse"><rgb name="reflectance" value="0.2,0.2,0.2"/></bsdf></shape>
     </scene>"""
-    scene = jr.load_string(xml)
-    tw = jr.traverse(scene)["obj.to_world"]
-
-    def image(x, spp, key):
-        return jr.render(jr.replace(scene, {"obj.to_world": jr.translate(x * jnp.array([1.0, 0.3, 0.0])) @ tw}),
-                         spp=spp, key=key)
-
-    d = jax.jit(lambda: jax.jvp(lambda x: image(x, 64, jax.random.key(1)), (0.0,), (1.0,))[1])()
-    f = jax.jit(lambda x: image(x, 1024, jax.random.key(2)))
-    step = 0.02
-    fd = (f(step) - f(-step)) / (2 * step)
+    d, fd = translation_jvp_and_fd(jr.load_string(xml), "obj.to_world", (1.0, 0.3, 0.0))
 
     def down(x):
         return np.asarray(x)[..., 0].reshape(4, 4, 4, 4).mean((1, 3))

@@ -12,14 +12,13 @@ the crop window).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxrender as jr
 from jaxrender import cli
-from reference import rel_mae
+from reference import rel_mae, translation_jvp_and_fd
 
 FILM = """<film type="hdrfilm"><integer name="width" value="{w}"/><integer name="height" value="{h}"/>
   <integer name="crop_offset_x" value="{ox}"/><integer name="crop_offset_y" value="{oy}"/>
@@ -121,17 +120,7 @@ def test_crop_and_principal_point_derivative_matches_finite_differences():
     move across a cropped window of an off-centre camera (primary-edge and
     delta-shadow boundary terms)."""
     xml = SQUARE.format(sensor=_sensor("perspective", PINHOLE, w=32, h=24, ox=6, oy=6, cw=16, ch=16))
-    scene = jr.load_string(xml)
-    tw = jr.traverse(scene)["obj.to_world"]
-
-    def image(x, spp, key):
-        return jr.render(jr.replace(scene, {"obj.to_world": jr.translate(x * jnp.array([1.0, 0.0, -0.4])) @ tw}),
-                         spp=spp, key=key)
-
-    d = jax.jit(lambda: jax.jvp(lambda x: image(x, 64, jax.random.key(1)), (0.0,), (1.0,))[1])()
-    f = jax.jit(lambda x: image(x, 1024, jax.random.key(2)))
-    step = 0.02
-    fd = (f(step) - f(-step)) / (2 * step)
+    d, fd = translation_jvp_and_fd(jr.load_string(xml), "obj.to_world", (1.0, 0.0, -0.4))
 
     def down(x):
         return np.asarray(x)[..., 0].reshape(4, 4, 4, 4).mean((1, 3))
