@@ -1186,7 +1186,7 @@ def test_unknown_and_ill_typed_parameters():
             "spectrum", "rgb")
     _raises({"type": "scene", "e": {"type": "point", "intensity": {"type": "bitmap", "data": np.ones((2, 2, 3))}}},
             "intensity", "constant")
-    _raises({"type": "scene", "e": {"type": "spot", "texture": 1.0}}, "texture", "not supported")
+    _raises({"type": "scene", "e": {"type": "spot", "texture": -1.0}}, "texture", ">= 0")
     # 0 < cutoff_angle <= 90, 0 <= beam_width <= cutoff_angle (any value used to load).
     for spot, pattern in (({"cutoff_angle": 0.0}, '"cutoff_angle" must be > 0'),
                           ({"cutoff_angle": -5.0}, '"cutoff_angle" must be > 0'),
@@ -1199,7 +1199,7 @@ def test_unknown_and_ill_typed_parameters():
     for spot in ({"cutoff_angle": 90.0}, {"cutoff_angle": 30.0, "beam_width": 30.0}, {"beam_width": 0.0}):
         e = scene(e={"type": "spot", **spot}).emitters[0]
         assert 0 <= float(e.beam_width) <= float(e.cutoff_angle) <= 90
-    _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "crop_width": 10}}}, "crop")
+    _raises({"type": "scene", "c": {"type": "perspective", "film": {"type": "hdrfilm", "crop_offset_x": 760, "crop_width": 10}}}, "crop window")
     _raises({"type": "scene", "i": {"type": "aov", "aovs": "dd:dept"}}, "aovs", "depth")
     _raises({"type": "scene", "b": {"type": "bitmap"}}, "filename", "data")
     _raises({"type": "scene", "b": {"type": "bitmap", "data": np.ones((2, 2, 2))}}, r"\(2, 2, 2\)")
