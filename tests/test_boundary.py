@@ -200,6 +200,38 @@ def test_area_light_moving_past_a_static_occluder(integrator):
     assert err < 0.12, err
 
 
+SUN_AND_BALL = """<scene version="3.0.0">
+  <integrator type="direct"/>
+  <sensor type="perspective"><float name="fov" value="40"/>
+    <transform name="to_world"><lookat origin="0, 1, 3.5" target="0, 0.5, 0" up="0, 1, 0"/></transform>
+    <film type="hdrfilm"><integer name="width" value="16"/><integer name="height" value="16"/></film></sensor>
+  <emitter type="directional" id="sun"><vector name="direction" x="-0.4" y="-1" z="-0.5"/>
+    <rgb name="irradiance" value="3, 3, 2.5"/></emitter>
+  <shape type="rectangle" id="floor"><transform name="to_world"><scale value="3"/><rotate x="1" angle="-90"/></transform>
+    <bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.5, 0.5"/></bsdf></shape>
+  <shape type="sphere" id="ball"><point name="center" x="0" y="0.7" z="0"/><float name="radius" value="0.7"/>
+    <bsdf type="diffuse"/></shape>
+</scene>"""
+
+
+def test_directional_light_turning_over_a_tessellated_sphere():
+    """The sun turning over a ball (Mitsuba's sphere: 16k triangles): its
+    shadow's outline is the projection of the silhouette edges only. Edges a
+    row inside the outline lie within the side rays' offset of it, seen
+    from the light, and were counted too: the derivative was ~1.9x the
+    finite differences (a cube's was right). Measured 6% now."""
+    scene = jr.load_string(SUN_AND_BALL)
+    tw = jr.traverse(scene)["sun.to_world"]
+
+    def turn(scene, x):
+        return jr.replace(scene, {"sun.to_world": jr.rotate(jnp.array([0.0, 0.0, 1.0]), x) @ tw})
+
+    d, d0, fd, _ = _check(turn, scene, 0.5, spp=256, fd_spp=1024)
+    err = _rel(d, fd)
+    print(f"sun over a ball: {err:.3f} with, {_rel(d0, fd):.3f} without boundary terms")
+    assert err < BOUND, err
+
+
 MIRROR = """<scene version="3.0.0">
   <integrator type="path"><integer name="max_depth" value="3"/></integrator>
   <sensor type="perspective"><float name="fov" value="28"/>
