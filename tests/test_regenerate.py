@@ -52,7 +52,7 @@ def test_regenerated_paths_equal_the_fixed_loop(few_rows):
     @jax.jit
     def both(scene, key):
         arrays = prepare_scene(scene)
-        return (P._trace_fixed(scene, arrays, cfg, o, d, key, t_max, False, False),
+        return (P._trace_fixed(scene, arrays, cfg, o, d, key, t_max, False),
                 P._regenerated(scene, arrays, cfg, o, d, key, t_max))
 
     fixed, regenerated = map(np.asarray, both(scene, jax.random.key(2)))

@@ -86,7 +86,7 @@ def continue_paths(active, o_next, d_next, o, d, beta):
 
 
 def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origins, directions, key,
-                t_max=None, unroll=False, boundary=False):
+                t_max=None, boundary=False):
     """Radiance (N, 3) along camera rays (N, 3) + (N, 3), one path each;
     t_max (N,) bounds the camera rays (the far clip plane).
 
@@ -96,24 +96,23 @@ def trace_paths(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, origin
     bounce of a quarter of the paths. Derivatives (jvp, and grad through
     it) go through the fixed loop (`_trace_fixed`), max_depth bounces over
     all N paths; both give the same radiance (the same random numbers per
-    sample and bounce). unroll: unroll the fixed loop. Rolled (the
-    default), one bounce is compiled once, and the Cornell box's
-    derivatives compile 1.7-2.7x faster and run as fast or faster than
-    unrolled (benchmarks/RESULTS.md, fifteenth session). boundary: add the
-    direct-illumination boundary term
+    sample and bounce). The fixed loop is rolled: one bounce is compiled
+    once, and the Cornell box's derivatives compile 1.7-2.7x faster and
+    run as fast or faster than unrolled (benchmarks/RESULTS.md, fifteenth
+    session). boundary: add the direct-illumination boundary term
     (shadow edges, `nee_edge_term`) at every vertex of the fixed loop; it
     is zero in value and has only a derivative."""
     max_depth = depth_limit(cfg)
     if max_depth <= 1 or origins.shape[0] == 0:
         # Nothing to regenerate: at most one bounce, or no samples.
-        return _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, boundary)
+        return _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, boundary)
     # numpy leaves (the prepared scene's face tables) are static: they stay
     # out of the custom rule's arguments.
     held, passed = NumpyLeaves.split((scene, arrays, origins, directions, t_max))
 
     def fixed(key, *leaves):
         scene, arrays, origins, directions, t_max = held.unflatten(leaves)
-        return _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, boundary)
+        return _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, boundary)
 
     @jax.custom_jvp
     def run(key, *leaves):
@@ -216,7 +215,7 @@ def _bouncer(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, key, edge
     return bounce
 
 
-def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, boundary):
+def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, boundary):
     """trace_paths as max_depth bounces over all N paths (a fori_loop), the
     form that jvp and grad go through."""
     max_depth = depth_limit(cfg)
@@ -230,7 +229,7 @@ def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, unroll, bo
 
     # Unrolled by default: XLA:CPU ran the rolled loop ~14% slower (sixth
     # session), and the depth is small and static.
-    paths = jax.lax.fori_loop(0, max_depth, body, _Paths.start(origins, directions), unroll=unroll)
+    paths = jax.lax.fori_loop(0, max_depth, body, _Paths.start(origins, directions))
     return zero_nonfinite(paths.L)
 
 
