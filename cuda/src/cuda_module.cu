@@ -1,6 +1,7 @@
 // XLA FFI handlers for CUDA: LBVH build, closest hit and any hit.
 // Every kernel runs on the stream XLA passes in; temporaries come from XLA's
-// scratch allocator. Traversal and LBVH math are the shared headers' code.
+// stream-ordered allocator (cudaMallocAsync). Traversal and LBVH math are the
+// shared headers' code.
 #include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 #include <nanobind/nanobind.h>
@@ -235,14 +236,35 @@ __global__ void collapse_kernel(const int32_t* __restrict__ nodes2, int32_t m, i
   if (i < m) collapse_node(nodes2, i, nodes + (int64_t)i * kNodeWords);
 }
 
-template <typename T>
-T* take(ffi::ScratchAllocator& scratch, int64_t count, bool& ok) {
-  auto p = scratch.Allocate(sizeof(T) * (size_t)(count > 0 ? count : 1), 256);
-  ok = ok && p.has_value();
-  return p.has_value() ? static_cast<T*>(*p) : nullptr;
-}
+// Temporaries of one build, from CUDA's stream-ordered pool and freed on the
+// same stream when the handler returns. (XLA FFI's ScratchAllocator refused
+// every request on jax 0.11's CUDA plugin, H100, 2026-11-22.)
+struct Temps {
+  cudaStream_t stream;
+  void* ptrs[16];
+  int n = 0;
+  cudaError_t err = cudaSuccess;
+  explicit Temps(cudaStream_t s) : stream(s) {}
+  ~Temps() {
+    for (int i = 0; i < n; ++i) cudaFreeAsync(ptrs[i], stream);
+  }
+  template <typename T>
+  T* take(int64_t count) {
+    void* p = nullptr;
+    if (err != cudaSuccess || n == 16) return nullptr;
+    err = cudaMallocAsync(&p, sizeof(T) * (size_t)(count > 0 ? count : 1), stream);
+    if (err != cudaSuccess) return nullptr;
+    ptrs[n++] = p;
+    return static_cast<T*>(p);
+  }
+  ffi::Error error() const {
+    return ffi::Error::Internal(std::string("build_bvh: GPU temporaries: ") +
+                                cudaGetErrorString(err == cudaSuccess ? cudaErrorMemoryAllocation
+                                                                      : err));
+  }
+};
 
-ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
+ffi::Error BuildBvhImpl(cudaStream_t stream,
                         ffi::Buffer<ffi::F32> vertices, ffi::Buffer<ffi::S32> faces,
                         ffi::ResultBuffer<ffi::S32> nodes, ffi::ResultBuffer<ffi::F32> tris,
                         ffi::ResultBuffer<ffi::S32> prim_ids, int32_t method) {
@@ -254,20 +276,20 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
   const int64_t V = vertices.element_count() / 3;
   const int64_t F = faces.element_count() / 3;
   const int32_t n = (int32_t)F;
-  bool ok = true;
+  Temps temps(stream);
   BuildScratch s;
-  s.cbox = take<float>(scratch, 6, ok);
-  s.bad_face = take<int32_t>(scratch, 1, ok);
+  s.cbox = temps.take<float>(6);
+  s.bad_face = temps.take<int32_t>(1);
   for (int b = 0; b < 2; ++b) {
-    s.keys[b] = take<uint64_t>(scratch, n, ok);
-    s.order[b] = take<int32_t>(scratch, n, ok);
+    s.keys[b] = temps.take<uint64_t>(n);
+    s.order[b] = temps.take<int32_t>(n);
   }
-  s.node_parent = take<int32_t>(scratch, n, ok);
-  s.leaf_parent = take<int32_t>(scratch, n, ok);
-  s.visits = take<int32_t>(scratch, n, ok);
+  s.node_parent = temps.take<int32_t>(n);
+  s.leaf_parent = temps.take<int32_t>(n);
+  s.visits = temps.take<int32_t>(n);
   const int64_t m = max_bvh_nodes(F);
-  int32_t* nodes2 = take<int32_t>(scratch, kNode2Words * m, ok);
-  if (!ok) return ffi::Error::Internal("build_bvh: out of GPU scratch memory");
+  int32_t* nodes2 = temps.take<int32_t>(kNode2Words * m);
+  if (nodes2 == nullptr) return temps.error();
 
   cudaMemsetAsync(nodes2, 0, sizeof(int32_t) * kNode2Words * m, stream);
   init_scratch_kernel<<<1, 1, 0, stream>>>(s.cbox, s.bad_face);
@@ -292,8 +314,8 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
     cub::DoubleBuffer<int32_t> order(s.order[0], s.order[1]);
     size_t temp_bytes = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys, order, n, 0, 64, stream);
-    void* temp = take<uint8_t>(scratch, (int64_t)temp_bytes, ok);
-    if (!ok) return ffi::Error::Internal("build_bvh: out of GPU scratch memory");
+    void* temp = temps.take<uint8_t>((int64_t)temp_bytes);
+    if (temp == nullptr) return temps.error();
     cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys, order, n, 0, 64, stream);
     gather_tris_kernel<<<grid_for(n), kBlock, 0, stream>>>(
         vertices.typed_data(), faces.typed_data(), order.Current(), n, tris->typed_data(),
@@ -312,8 +334,8 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
   // The binary tree becomes the 4-wide tree that traversal reads.
   collapse_kernel<<<grid_for(m), kBlock, 0, stream>>>(nodes2, (int32_t)m, nodes->typed_data());
   if (auto e = last_cuda_error("build_bvh"); e.failure()) return e;
-  // The scratch allocator frees its buffers when this handler returns, so
-  // the kernels that use them must have finished by then.
+  // Synchronous, so the nodes are complete when XLA reads them (the
+  // temporaries' frees are stream-ordered after the kernels anyway).
   if (cudaStreamSynchronize(stream) != cudaSuccess) return last_cuda_error("build_bvh");
   return ffi::Error::Success();
 }
@@ -324,7 +346,6 @@ ffi::Error BuildBvhImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrenderBuildBvhCuda, jaxrender::BuildBvhImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::Buffer<ffi::F32>>()   // vertices (V, 3)
                                   .Arg<ffi::Buffer<ffi::S32>>()   // faces (F, 3)
                                   .Ret<ffi::Buffer<ffi::S32>>()   // nodes (M, 32)
