@@ -438,6 +438,7 @@ def test_pass_size_follows_the_backend(monkeypatch):
     import importlib
 
     R = importlib.import_module("jaxrender.integrators.render")  # the module, not the function
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert R.pass_samples() == R.PASS_SAMPLES == 1 << 16
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert R.pass_samples() == R.GPU_PASS_SAMPLES == 1 << 20

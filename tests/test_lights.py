@@ -227,3 +227,59 @@ def test_spot_light_texture_matches_mitsuba_and_is_differentiable(tmp_path):
     fd = (image(0.1) - image(-0.1)) / 0.2
     assert float(jnp.abs(fd).max()) > 0.01
     np.testing.assert_allclose(np.asarray(d), np.asarray(fd), atol=2e-3 * float(jnp.abs(fd).max()))
+
+
+def _default_precision_products(jaxpr):
+    """dot_general equations of `jaxpr` (and of every sub-jaxpr: loops, conds,
+    custom rules) on float32 operands that do not ask for full precision."""
+    found = []
+
+    def walk(j):
+        for eqn in j.eqns:
+            if eqn.primitive.name == "dot_general":
+                prec = eqn.params.get("precision")
+                full = prec is not None and all(p == jax.lax.Precision.HIGHEST for p in prec)
+                if not full and any(v.aval.dtype == jnp.float32 for v in eqn.invars):
+                    found.append(str(eqn.source_info.traceback).splitlines()[-3:])
+            for p in eqn.params.values():
+                for sub in p if isinstance(p, (tuple, list)) else (p,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jaxpr.jaxpr)
+    return found
+
+
+def test_no_reduced_precision_matrix_products(tmp_path):
+    """On GPUs from Ampere on, XLA runs float32 matrix products at its default
+    precision in TF32 (10-bit mantissa): an environment map's or a spot
+    light's rotation through `@` bent directions by 1e-4 and moved Mitsuba
+    comparisons on an H100 by 0.5% (2026-11-22). Transforms are written as
+    multiply-adds instead; no default-precision product may come back into the
+    render, its derivatives, or the light sampling. (On the CPU such a product
+    is exact, so only its presence in the traced program can be tested here.)"""
+    path = tmp_path / "spot.exr"
+    jr.write_image(str(path), np.random.default_rng(0).random((5, 7, 3)).astype(np.float32))
+    sky = tmp_path / "sky.exr"
+    jr.write_image(str(sky), np.random.default_rng(1).random((8, 16, 3)).astype(np.float32))
+    xml = SPOT_TEXTURE.format(path=path, filter="bilinear").replace(
+        '<integrator type="direct"/>', '<integrator type="path"><integer name="max_depth" value="3"/></integrator>')
+    xml = xml.replace("</scene>", ENVMAP.format(path=sky).split(">", 1)[1])
+    scene = jr.load_string(xml)
+    keys = ("sky.to_world", "spot.to_world")
+    params = {k: jr.traverse(scene)[k] for k in keys}
+
+    def image(p):
+        return jr.render(jr.replace(scene, p), spp=1, seed=0)
+
+    tangent = {k: jnp.ones_like(v) for k, v in params.items()}
+    programs = {
+        "render": jax.make_jaxpr(image)(params),
+        "jvp": jax.make_jaxpr(lambda p, t: jax.jvp(image, (p,), (t,)))(params, tangent),
+        "direct": jax.make_jaxpr(lambda p: jr.render(jr.replace(scene, p), "direct", spp=1, seed=0))(params),
+        "prb grad": jax.make_jaxpr(jax.grad(
+            lambda p: jnp.sum(jr.render(jr.replace(scene, p), "prb", spp=1, seed=0))))(params),
+    }
+    for name, jaxpr in programs.items():
+        assert not _default_precision_products(jaxpr), (name, _default_precision_products(jaxpr))

@@ -56,7 +56,10 @@ def fresnel_dielectric(cos_theta_i, eta):
     cos_t = safe_sqrt(cos_theta_t_sqr)
 
     index_matched = eta == 1
-    special = index_matched | (cos_i == 0)
+    # Total internal reflection is F = 1 exactly: the formula gives it through
+    # cos_t = 0 only with correctly rounded division (XLA:GPU's is not, and
+    # 0.99999994 would let a path refract into a meaningless direction).
+    special = index_matched | (cos_i == 0) | (cos_theta_t_sqr <= 0)
     a_s = safe_div(cos_i - eta_it * cos_t, cos_i + eta_it * cos_t)
     a_p = safe_div(cos_t - eta_it * cos_i, cos_t + eta_it * cos_i)
     r = 0.5 * (a_s * a_s + a_p * a_p)

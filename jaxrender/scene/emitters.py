@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.scene._pytree import pytree, static
+from jaxrender.scene.transform import _apply_linear
 from jaxrender.scene.textures import ConstantTexture, Texture, _bilinear, eval_texture
 
 
@@ -205,7 +206,7 @@ def _inverse_linear(m) -> jax.Array:
     m = jnp.asarray(m, jnp.float32)
     a, b, c = m[:3, 0], m[:3, 1], m[:3, 2]
     rows = jnp.stack([jnp.cross(b, c), jnp.cross(c, a), jnp.cross(a, b)])
-    return rows / jnp.dot(a, rows[0])
+    return rows / jnp.sum(a * rows[0])
 
 
 def _inv_square(dist):
@@ -278,7 +279,7 @@ def spot_light_incident(light: SpotLight, points):
     Differentiable in the intensity, the angles, `to_world` and the points."""
     p = _points(points, "points")
     m = jnp.asarray(light.to_world, jnp.float32)
-    local = (p - m[:3, 3]) @ _inverse_linear(m).T
+    local = _apply_linear(_inverse_linear(m), p - m[:3, 3])
     wi, dist = _delta_towards(m[:3, 3], p)
     falloff = spot_light_falloff(light, local)
     value = _rgb(light.intensity) * (falloff * _inv_square(dist))[..., None]
@@ -340,7 +341,7 @@ def eval_constant(emitter: ConstantEmitter, directions) -> jax.Array:
 
 
 def _world_to_local(envmap: EnvironmentMap, directions):
-    return directions @ _inverse_linear(envmap.to_world).T
+    return _apply_linear(_inverse_linear(envmap.to_world), directions)
 
 
 def _lat_long(v):
@@ -421,7 +422,7 @@ def environment_direction(envmap: EnvironmentMap, uv):
     ok = r2 > 0
     sin_theta = jnp.where(ok, jnp.sqrt(jnp.where(ok, r2, 1.0)), 0.0)
     m = jnp.asarray(envmap.to_world, jnp.float32)
-    return local @ m[:3, :3].T, _uv_to_solid_angle(sin_theta)
+    return _apply_linear(m[:3, :3], local), _uv_to_solid_angle(sin_theta)
 
 
 def eval_environment(envmap: EnvironmentMap, directions) -> jax.Array:
