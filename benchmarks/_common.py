@@ -45,9 +45,19 @@ def machine_line() -> str:
             f"jax {jax.__version__} on {jax.devices()[0].platform}")
 
 
-def load_mitsuba(variant: str = "llvm_ad_rgb"):
-    """(mitsuba, drjit) with `variant` set, or None after printing why not
-    (package missing, or libLLVM not found for the llvm variants)."""
+def default_mitsuba_variant() -> str:
+    """Mitsuba's variant on the device JAX runs on: `cuda_ad_rgb` when JAX's
+    default backend is a GPU, else `llvm_ad_rgb` (imports jax)."""
+    import jax
+
+    return "cuda_ad_rgb" if jax.default_backend() == "gpu" else "llvm_ad_rgb"
+
+
+def load_mitsuba(variant: str | None = None):
+    """(mitsuba, drjit) with `variant` set (default: `default_mitsuba_variant()`),
+    or None after printing why not (package missing, or libLLVM not found for
+    the llvm variants, or no CUDA driver for the cuda ones)."""
+    variant = variant or default_mitsuba_variant()
     try:
         import drjit as dr
         import mitsuba as mi

@@ -243,7 +243,7 @@ def geometry(args):
     print(f"boundary terms' cost (full - interior) / interior: {(wb - wa) / wa:.2f} wall, {(cb - ca) / ca:.2f} CPU "
           "(target <= 1.0)")
 
-    loaded = None if args.no_mitsuba else load_mitsuba("llvm_ad_rgb")
+    loaded = None if args.no_mitsuba else load_mitsuba(args.mi_variant)
     mitsuba = []
     if loaded is not None:
         mi, dr = loaded
@@ -336,6 +336,8 @@ def main(argv=None):
     ap.add_argument("--check-runs", type=int, default=10,
                     help="independent gradient estimates per renderer for the agreement check (0: skip)")
     ap.add_argument("--no-mitsuba", action="store_true")
+    ap.add_argument("--mi-variant", default=None,
+                    help="Mitsuba variant (default: cuda_ad_rgb when JAX runs on a GPU, else llvm_ad_rgb)")
     ap.add_argument("--jacfwd", action="store_true",
                     help="also time forward mode: jit(jacfwd(loss)), one tangent per parameter scalar")
     ap.add_argument("--memory", action="store_true", help="also report memory per max_depth")
@@ -443,7 +445,7 @@ def main(argv=None):
             ours.append({k: np.asarray(v) for k, v in jax.block_until_ready(g).items()})
 
     mitsuba = []
-    if not args.no_mitsuba and (loaded := load_mitsuba("llvm_ad_rgb")) is not None:
+    if not args.no_mitsuba and (loaded := load_mitsuba(args.mi_variant)) is not None:
         mi, dr = loaded
         ms = mi.load_file(path, optimize=False, **params)
         prb = mi.load_dict({"type": "prb", "max_depth": args.max_depth})
