@@ -519,21 +519,36 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     bsdfs = bsdfs_at(scene, si, frame)
     edge_shape = jnp.asarray(arrays.shape_of_face)[face1]
     u_nee = None if indirect is None else jax.random.uniform(k_nee, (n, 3))
-    radiance = []
+    radiance, light_radiance, light_tri, light_bary = [], [], [], []
+    faces = jnp.asarray(arrays.faces)
     for sign in (-1.0, 1.0):
         # Aimed from the (offset) origin at points beside y, so that they pass
         # on either side of the edge whatever the origin's offset (tilting w
         # by 1e-4 from an origin pushed 2e-4 off the surface lost half of
         # the jumps: 0.4-0.6x the far penumbra's derivative).
         ws = safe_normalize(y + sign * side - origin)
-        si_s = surface_interaction(arrays, trace_rays(arrays, origin, ws), origin, ws)
+        hit_s = trace_rays(arrays, origin, ws)
+        si_s = surface_interaction(arrays, hit_s, origin, ws)
         le, pdf_em = emission_along(scene, arrays, si_s, ws, tables)
         # Emitter sampling parametrizes an area light by its own surface, so
-        # its samples already move with its outline: a light's own edge is a
-        # discontinuity only of the BSDF-sampling strategy, and counts with
-        # that strategy's MIS weight (occluders' edges count fully).
+        # its samples move with the light. Its share of the jump (MIS weight
+        # w_em) therefore moves, relative to its samples, as the edge moves
+        # minus as the light's point beyond it moves (seen from x, scaled by
+        # r / r_light); BSDF sampling's share moves with the edge alone. A
+        # light's own edge moves with its points: only BSDF sampling's share
+        # (1 - w_em) is left, exactly. Occluders' edges keep the whole jump
+        # here and hand back the emitter samples' share in `light_weight`.
+        # Only where the light's point lies beyond the edge: an edge behind
+        # the light (the Cornell box's ceiling hole, 0.1 mm above its light's
+        # outline) occludes none of its points, and the jump seen beside it
+        # is the light's own outline's.
         own = si_s.valid & (si_s.shape == edge_shape)
         w_em = power_heuristic(pdf_em * frac_em, bsdfs.pdf(wi, to_local(frame, ws)) * frac_bsdf)
+        on_light = si_s.valid & ~own & (si_s.emitter >= 0) & (si_s.t > r * (1.0 + 1e-3))
+        scale = r / jnp.where(on_light, si_s.t, 1.0)
+        light_radiance.append(le * jnp.where(on_light, w_em * scale, 0.0)[:, None])
+        light_tri.append(faces[jnp.maximum(hit_s.prim, 0)])
+        light_bary.append(jnp.stack([1.0 - hit_s.b1 - hit_s.b2, hit_s.b1, hit_s.b2], -1))
         le = le * jnp.where(own, 1.0 - w_em, 1.0)[:, None]
         if indirect is not None:
             # The light reflected by what is seen beside the edge: the path's
@@ -546,9 +561,30 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
                                  frac_em=1.0, frac_bsdf=0.0)
         radiance.append(le)
     f = bsdfs.eval(wi, to_local(frame, w))
-    weight = f * (radiance[0] - radiance[1]) * (sin_phi / (r * r) * inv_pdf)[:, None]
-    weight = jnp.where((ok & visible)[:, None], zero_nonfinite(weight), 0.0)
-    return {"v0": ia, "v1": ib, "s": s, "normal": plane_n, "weight": weight}
+    common = (sin_phi / (r * r) * inv_pdf)[:, None]
+    keep = (ok & visible)[:, None]
+    weight = jnp.where(keep, zero_nonfinite(f * (radiance[0] - radiance[1]) * common), 0.0)
+    # Side -1 enters the jump with +, side +1 with -.
+    light_weight = jnp.stack([jnp.where(keep, zero_nonfinite(f * lr * common), 0.0) * sign
+                              for lr, sign in zip(light_radiance, (1.0, -1.0))], 1)
+    return {"v0": ia, "v1": ib, "s": s, "normal": plane_n, "weight": weight,
+            "light_weight": light_weight, "light_tri": jnp.stack(light_tri, 1),
+            "light_bary": jnp.stack(light_bary, 1)}
+
+
+def _light_motion(smp, dv, dp, normal):
+    """The emitter samples' share of a shadow-edge term: sum over both sides
+    of light_weight * normal . (motion of the light's point - dp), with the
+    light's point moving with its triangle's vertices (tangents dv (V, 3);
+    None: static) and the shading point with dp (None: static)."""
+    moved = 0.0
+    if dv is not None:
+        moved = jnp.einsum("nsk,nskc->nsc", smp["light_bary"], dv[smp["light_tri"]])
+    if dp is not None:
+        moved = moved - dp[:, None, :]
+    if isinstance(moved, float):
+        return 0.0
+    return jnp.sum(smp["light_weight"] * jnp.sum(normal[:, None, :] * moved, -1)[..., None], 1)
 
 
 def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key, indirect=None):
@@ -582,7 +618,9 @@ def _nee_edges_jvp(held, primals, tangents):
     moved = 0.0 if isinstance(dv, SymbolicZero) else (1.0 - t) * dv[smp["v0"]] + t * dv[smp["v1"]]
     if not isinstance(dp, SymbolicZero):
         moved = moved - dp
-    return zero, smp["weight"] * dot(smp["normal"], moved)[:, None]
+    light = _light_motion(smp, None if isinstance(dv, SymbolicZero) else dv,
+                          None if isinstance(dp, SymbolicZero) else dp, smp["normal"])
+    return zero, smp["weight"] * dot(smp["normal"], moved)[:, None] - light
 
 
 _nee_edges.defjvp(_nee_edges_jvp, symbolic_zeros=True)
@@ -614,10 +652,14 @@ def _shadow_term_jvp(config, primals, tangents):
         arrays, _, si = _shading_points(s, c, offsets)
         t = edges["s"][:, None]
         y = (1.0 - t) * arrays.vertices[edges["v0"]] + t * arrays.vertices[edges["v1"]]
-        return jnp.sum(edges["normal"] * (y - si.p), -1)
+        # The lights' points beyond the edge, on either side (see _light_motion).
+        y_light = jnp.einsum("nsk,nskc->nsc", edges["light_bary"], arrays.vertices[edges["light_tri"]])
+        n = edges["normal"]
+        return jnp.sum(n * (y - si.p), -1), jnp.sum(n[:, None, :] * (y_light - si.p[:, None, :]), -1)
 
-    _, dd = jvp_nonzero(distance_across, _moving(scene, camera), d_moving)
-    return zero, (edges["weight"] * dd[:, None]).reshape(shape)
+    _, (dd, dd_light) = jvp_nonzero(distance_across, _moving(scene, camera), d_moving)
+    term = edges["weight"] * dd[:, None] - jnp.sum(edges["light_weight"] * dd_light[..., None], 1)
+    return zero, term.reshape(shape)
 
 
 shadow_term.defjvp(_shadow_term_jvp, symbolic_zeros=True)
