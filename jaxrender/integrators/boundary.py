@@ -478,7 +478,7 @@ def sample_shadow_edges(scene: Scene, camera: Camera, offsets, key, frac_em=1.0,
 
 
 def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, frac_em=1.0, frac_bsdf=1.0,
-                        indirect=None):
+                        indirect=None, active=None):
     """Edge samples for the visibility boundary at shading points si (hit by
     rays along d): one point on a scene edge (`_pick_edge_points`: resampled
     from points uniform by length over `edges`), kept where the edge is a
@@ -490,7 +490,8 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     and, where `indirect` (N,) bool is true, the direct light the surfaces
     seen there reflect towards x (one emitter sample each, the same on both
     sides). frac_em, frac_bsdf: the integrator's sample shares of emitter
-    and BSDF sampling, for its MIS weights."""
+    and BSDF sampling, for its MIS weights. active (N,) bool or None: rows
+    to sample (others get zero weight and trace nothing)."""
     scene, si, d = jax.lax.stop_gradient((scene, si, d))
     n = d.shape[0]
     v = jax.lax.stop_gradient(arrays.vertices)
@@ -510,6 +511,8 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
     face1 = edges.face1[e]
     # inv_pdf > 0: a silhouette from x (the resampling's target is zero else).
     ok = si.valid & (inv_pdf > 0) & (r > 1e-6) & (sin_phi > 1e-6)
+    if active is not None:
+        ok = ok & active
     origin = offset_origin(x, si.n, w)
     visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
     tables = light_tables(scene, arrays)
@@ -527,7 +530,9 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
         # by 1e-4 from an origin pushed 2e-4 off the surface lost half of
         # the jumps: 0.4-0.6x the far penumbra's derivative).
         ws = safe_normalize(y + sign * side - origin)
-        hit_s = trace_rays(arrays, origin, ws)
+        # Rows without a visible edge sample trace nothing (t_max 0): in a
+        # path's fixed loop most rows have ended or see no silhouette.
+        hit_s = trace_rays(arrays, origin, ws, jnp.where(ok & visible, jnp.inf, 0.0))
         si_s = surface_interaction(arrays, hit_s, origin, ws)
         le, pdf_em = emission_along(scene, arrays, si_s, ws, tables)
         # Emitter sampling parametrizes an area light by its own surface, so
@@ -587,17 +592,18 @@ def _light_motion(smp, dv, dp, normal):
     return jnp.sum(smp["light_weight"] * jnp.sum(normal[:, None, :] * moved, -1)[..., None], 1)
 
 
-def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key, indirect=None):
+def nee_edge_term(scene: Scene, arrays, edges: ShadowEdges, si, d, key, indirect=None, active=None):
     """Zeros (N, 3) whose derivative is the visibility boundary term at
     shading points si (hit by rays along d) of a path tracer with one
     emitter and one BSDF sample per vertex: the shadow edges and the edges
     hiding part of an emitter, seen from si.p, and where `indirect` (N,)
     bool is true (the path goes on to a next vertex that samples emitters)
     the edges hiding directly lit surfaces, as they move with the scene's
-    vertices and as si.p moves. Multiply it by the path throughput and add
+    vertices and as si.p moves; zero where `active` (N,) bool (None: all) is
+    false, whose rows trace nothing. Multiply it by the path throughput and add
     it to the radiance. Costs nothing unless the flattened vertices or si.p
     carry a tangent."""
-    held, passed = NumpyLeaves.split((scene, arrays, edges, si, d, key, indirect))
+    held, passed = NumpyLeaves.split((scene, arrays, edges, si, d, key, indirect, active))
     return _nee_edges(held, arrays.vertices, si.p, *passed)
 
 
@@ -612,8 +618,8 @@ def _nee_edges_jvp(held, primals, tangents):
     zero = jnp.zeros(p.shape, jnp.float32)
     if isinstance(dv, SymbolicZero) and isinstance(dp, SymbolicZero):
         return zero, zero
-    scene, arrays, edges, si, d, key, indirect = held.unflatten(passed)
-    smp = shadow_edge_samples(scene, arrays, edges, si, d, key, indirect=indirect)
+    scene, arrays, edges, si, d, key, indirect, active = held.unflatten(passed)
+    smp = shadow_edge_samples(scene, arrays, edges, si, d, key, indirect=indirect, active=active)
     t = smp["s"][:, None]
     moved = 0.0 if isinstance(dv, SymbolicZero) else (1.0 - t) * dv[smp["v0"]] + t * dv[smp["v1"]]
     if not isinstance(dp, SymbolicZero):

@@ -192,8 +192,9 @@ def _bouncer(scene: Scene, arrays: SceneArrays, cfg: IntegratorConfig, key, edge
             # strategies: NEE here and the emission the BSDF sample finds)
             # and, where the path goes on to a vertex that does NEE, of the
             # light reflected once by what the BSDF sample sees.
+            # Ended rows (every row at the last depth) sample no edge.
             term = nee_edge_term(scene, arrays, edges, si, d, jax.random.fold_in(key, depth),
-                                 indirect=active & (depth + 2 < max_depth))
+                                 indirect=active & (depth + 2 < max_depth), active=active)
             L = L + beta * jnp.where(active[:, None], term, 0.0)
 
         # BSDF sampling for the next bounce.
@@ -227,8 +228,8 @@ def _trace_fixed(scene, arrays, cfg, origins, directions, key, t_max, boundary):
         far = jnp.inf if t_max is None else jnp.where(depth == 0, t_max, jnp.inf)
         return bounce(depth, paths, far)
 
-    # Unrolled by default: XLA:CPU ran the rolled loop ~14% slower (sixth
-    # session), and the depth is small and static.
+    # Rolled: unrolled, XLA:CPU compiled a differentiated Cornell box 2.6x
+    # slower and ran its gradient 2x slower (fifteenth session, RESULTS.md).
     paths = jax.lax.fori_loop(0, max_depth, body, _Paths.start(origins, directions))
     return zero_nonfinite(paths.L)
 
