@@ -377,7 +377,8 @@ def test_fresnel_matches_mitsuba(mi):
     # 1 - (1 - cos_i^2) / eta^2 and cos_i - eta cos_t at grazing incidence
     # with eta = 1.0003 (and in the diffuse reflectance's polynomial there)
     # makes up to 3.5e-4.
-    rtol_f = 1e-5 if jax.default_backend() == "cpu" else 1e-3
+    gpu = jax.default_backend() != "cpu"
+    rtol_f = 1e-3 if gpu else 1e-5
     for i, eta in enumerate(etas):
         ref = np.array([mi.fresnel(float(c), float(eta)) for c in cos])
         np.testing.assert_allclose(F[i], ref[:, 0], rtol=rtol_f, atol=1e-6)
@@ -386,7 +387,7 @@ def test_fresnel_matches_mitsuba(mi):
         np.testing.assert_allclose(eti[i], ref[:, 3], rtol=1e-6)
         # Refracted directions are unit vectors.
         np.testing.assert_allclose(np.linalg.norm(wt[i][F[i] < 1], axis=-1), 1, atol=1e-5)
-        np.testing.assert_allclose(fdr[i], mi.fresnel_diffuse_reflectance(float(eta)), rtol=1e-6 if rtol_f < 1e-3 else rtol_f)
+        np.testing.assert_allclose(fdr[i], mi.fresnel_diffuse_reflectance(float(eta)), rtol=1e-3 if gpu else 1e-6)
     for i, (eta, k) in enumerate(conductors):
         ref = np.array([[mi.fresnel_conductor(float(c), mi.Complex2f(float(e), float(kk)))
                          for e, kk in zip(eta, k)] for c in cos_c])

@@ -515,6 +515,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
         ok = ok & active
     origin = offset_origin(x, si.n, w)
     visible = ~occluded(arrays.accel, v, arrays.faces, origin, w, jnp.where(ok, r * (1.0 - 1e-3), 0.0))
+    sampled = ok & visible
     tables = light_tables(scene, arrays)
     side = (SHADOW_SIDE_OFFSET * r)[:, None] * plane_n
     frame = frame_at(si)
@@ -532,7 +533,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
         ws = safe_normalize(y + sign * side - origin)
         # Rows without a visible edge sample trace nothing (t_max 0): in a
         # path's fixed loop most rows have ended or see no silhouette.
-        hit_s = trace_rays(arrays, origin, ws, jnp.where(ok & visible, jnp.inf, 0.0))
+        hit_s = trace_rays(arrays, origin, ws, jnp.where(sampled, jnp.inf, 0.0))
         si_s = surface_interaction(arrays, hit_s, origin, ws)
         le, pdf_em = emission_along(scene, arrays, si_s, ws, tables)
         # Emitter sampling parametrizes an area light by its own surface, so
@@ -567,7 +568,7 @@ def shadow_edge_samples(scene: Scene, arrays, edges: ShadowEdges, si, d, key, fr
         radiance.append(le)
     f = bsdfs.eval(wi, to_local(frame, w))
     common = (sin_phi / (r * r) * inv_pdf)[:, None]
-    keep = (ok & visible)[:, None]
+    keep = sampled[:, None]
     weight = jnp.where(keep, zero_nonfinite(f * (radiance[0] - radiance[1]) * common), 0.0)
     # Side -1 enters the jump with +, side +1 with -.
     light_weight = jnp.stack([jnp.where(keep, zero_nonfinite(f * lr * common), 0.0) * sign

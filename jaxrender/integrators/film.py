@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxrender.integrators._math import dot
 from jaxrender.scene import Camera, Radiancemeter
 
 
@@ -81,5 +82,5 @@ def clip_t_max(camera: Camera, d):
         return jnp.full(d.shape[:-1], jnp.inf, jnp.float32)
     forward = camera.to_world[:3, 2]
     forward = forward / jnp.linalg.norm(forward)
-    cos = jnp.maximum(jnp.sum(d * forward, axis=-1), 1e-6)
+    cos = jnp.maximum(dot(d, forward), 1e-6)
     return (camera.far_clip - camera.near_clip) / cos

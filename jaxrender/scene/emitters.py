@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrender.scene._pytree import pytree, static
-from jaxrender.scene.transform import _apply_linear
+from jaxrender.scene.transform import _apply_linear, transform_vectors
 from jaxrender.scene.textures import ConstantTexture, Texture, _bilinear, eval_texture
 
 
@@ -422,7 +422,7 @@ def environment_direction(envmap: EnvironmentMap, uv):
     ok = r2 > 0
     sin_theta = jnp.where(ok, jnp.sqrt(jnp.where(ok, r2, 1.0)), 0.0)
     m = jnp.asarray(envmap.to_world, jnp.float32)
-    return _apply_linear(m[:3, :3], local), _uv_to_solid_angle(sin_theta)
+    return transform_vectors(m, local), _uv_to_solid_angle(sin_theta)
 
 
 def eval_environment(envmap: EnvironmentMap, directions) -> jax.Array:
