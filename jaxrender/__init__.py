@@ -29,6 +29,8 @@ from jaxrender.scene import (
     Mesh,
     MeshAttributeTexture,
     BatchSensor,
+    DistantSensor,
+    IrradianceMeter,
     Radiancemeter,
     OrthographicCamera,
     PerspectiveCamera,
@@ -70,7 +72,7 @@ __all__ = [
     "render", "compiler_options",
     # scenes
     "BUILTIN_SCENES", "load_file", "load_string", "load_dict", "traverse", "replace",
-    "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "Radiancemeter", "BatchSensor", "Film", "ReconstructionFilter", "IntegratorConfig",
+    "Scene", "Mesh", "PerspectiveCamera", "ThinLensCamera", "OrthographicCamera", "Radiancemeter", "IrradianceMeter", "DistantSensor", "BatchSensor", "Film", "ReconstructionFilter", "IntegratorConfig",
     "BSDF", "Diffuse", "Conductor", "RoughConductor", "Plastic", "RoughPlastic", "Principled", "PrincipledThin", "Dielectric",
     "RoughDielectric", "ThinDielectric", "TwoSided", "BlendBSDF", "Mask", "NormalMap", "BumpMap", "Null",
     "Texture", "ConstantTexture", "BitmapTexture", "CheckerboardTexture", "MeshAttributeTexture",

@@ -246,6 +246,7 @@ def _cmd_raycast(args) -> int:
     from jaxrender.geometry.shapes import MESHES as PROCEDURAL
     from jaxrender.geometry.shapes import icosphere
     from jaxrender.geometry.world import flatten_scene
+    from jaxrender.scene import METERS
 
     _check_output(args.output)
     if not 0 <= args.subdivisions <= 9:
@@ -263,6 +264,9 @@ def _cmd_raycast(args) -> int:
     else:
         scene = _load_scene(args)
         camera = _scene_camera(args, scene, "ray-cast")
+        if isinstance(camera, METERS):
+            raise jr.SceneError(f"--sensor {args.sensor}: a {type(camera).__name__} has no film view to "
+                                "ray-cast (render it with `jaxrender render`)")
         width, height = camera.film.crop_width, camera.film.crop_height
         geometry = flatten_scene(scene)
         vertices, faces = geometry.vertices, geometry.faces

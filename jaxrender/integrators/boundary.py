@@ -117,7 +117,7 @@ from jaxrender.scene import (
     transform_points,
 )
 from jaxrender.scene.emitters import delta_light_incident, emitter_direction
-from jaxrender.scene.sensors import PerspectiveCamera, film_position, sample_ray
+from jaxrender.scene.sensors import METERS, PerspectiveCamera, film_position, sample_ray
 
 # Offset of the two radiance samples from the edge, in pixels: far enough
 # that float32 film positions separate them, close enough that both stay
@@ -170,6 +170,11 @@ def _camera_rays_to(camera: Camera, x):
 def _check_camera(camera: Camera):
     """Boundary terms follow edges across the film of a pinhole or
     orthographic camera; a thin lens blurs them over its aperture."""
+    if isinstance(camera, METERS):
+        raise NotImplementedError(
+            f"visibility boundary terms (silhouettes, shadows) are not implemented for the "
+            f"{type(camera).__name__}: geometry and sensor derivatives would miss them. Pass boundary=False "
+            "to render for the interior derivatives only.")
     if isinstance(camera, ThinLensCamera):
         raise NotImplementedError(
             "visibility boundary terms (silhouettes, shadows) are not implemented for the thinlens "

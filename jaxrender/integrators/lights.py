@@ -74,10 +74,7 @@ def light_tables(scene: Scene, arrays: SceneArrays) -> dict:
             theta = jnp.pi * (jnp.arange(h, dtype=jnp.float32) + 0.5) / h
             out[i] = PiecewiseConstant2D.build(luminance(e.data) * jnp.sin(theta)[:, None])
         elif isinstance(e, AreaLight):
-            f0, f1 = _shape_faces(arrays, e.shape)
-            areas = _triangle_areas(arrays, f0, f1)
-            total = jnp.sum(areas)
-            out[i] = AreaTable(jnp.cumsum(areas) / total, total)
+            out[i] = shape_area_table(arrays, e.shape)
     return out
 
 
@@ -129,9 +126,42 @@ def _triangle_areas(arrays: SceneArrays, f0: int, f1: int):
     return 0.5 * jnp.linalg.norm(jnp.cross(e1, e2), axis=-1)
 
 
-def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
-    """Uniform point on the emitting shape; radiance/pdf towards p."""
-    f0, f1 = _shape_faces(arrays, emitter.shape)
+class ShapeSample(NamedTuple):
+    """Points drawn uniformly by area on a shape (`sample_shape_position`).
+
+    p: (N, 3) points; n: (N, 3) unit normals (interpolated vertex normals on
+    smooth meshes, flipped with flip_normals, as Mitsuba's sample_position);
+    tri: (N,) face index within the shape; b1, b2: (N,) barycentrics (held
+    under differentiation: the points move with the vertices); cross: (N, 3)
+    the face's edge cross product; ok: (N,) the face has area and the shape
+    too; jacobian: (N,) the shape's total area in value, whose derivative
+    is that of the attached sample's face area (area_k * detach(total /
+    area_k)): a sample's value times jacobian / total averages over the
+    area (in value: it is 1), and jacobian alone integrates over it.
+    """
+
+    p: jax.Array
+    n: jax.Array
+    tri: jax.Array
+    b1: jax.Array
+    b2: jax.Array
+    cross: jax.Array
+    ok: jax.Array
+    jacobian: jax.Array
+
+
+def shape_area_table(arrays: SceneArrays, shape: int) -> AreaTable:
+    """The triangle-area CDF of a shape's faces and its total area."""
+    f0, f1 = _shape_faces(arrays, shape)
+    areas = _triangle_areas(arrays, f0, f1)
+    total = jnp.sum(areas)
+    return AreaTable(jnp.cumsum(areas) / total, total)
+
+
+def sample_shape_position(scene, arrays: SceneArrays, shape: int, table: AreaTable, u, u2) -> ShapeSample:
+    """Points uniformly by area on scene.shapes[shape], from uniform u, u2
+    (N,) (u picks the face and is reused inside it, as Mitsuba does)."""
+    f0, f1 = _shape_faces(arrays, shape)
     cdf, total = table
     tri = jnp.clip(search_cdf(cdf, u), 0, f1 - f0 - 1)
     # Reuse u inside the chosen triangle's interval (Mitsuba's sample reuse).
@@ -143,8 +173,9 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     # triangles: a boundary term no per-sample derivative has; measured 40%
     # off for a non-rigid deformation of the light.)
     w = jax.lax.stop_gradient(w)
-    # Corner positions and uvs of the light's triangles, then each sample's
-    # row: one small-table lookup instead of gathers through the face table.
+    u2 = jax.lax.stop_gradient(u2)
+    # Corner positions of the shape's triangles, then each sample's row: one
+    # small-table lookup instead of gathers through the face table.
     f = np.asarray(arrays.faces[f0:f1])
     v0, v1, v2 = (_take_row(arrays.vertices[f[:, k]], tri) for k in range(3))
     # Square to uniform triangle (Mitsuba's warp).
@@ -153,17 +184,31 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     b2 = u2 * s
     q = (1.0 - b1 - b2)[:, None] * v0 + b1[:, None] * v1 + b2[:, None] * v2
     cross = jnp.cross(v1 - v0, v2 - v0)
-    if arrays.smooth_shape[emitter.shape]:
-        # The emitting side and the cosine follow the interpolated vertex
-        # normal, as in Mitsuba (sample_position's normal) and as
-        # `area_emission` sees the light: under a mirroring to_world the
-        # winding, and so the face normal, points inwards.
+    if arrays.smooth_shape[shape]:
+        # The side and the cosine follow the interpolated vertex normal, as
+        # in Mitsuba (sample_position's normal) and as `area_emission` sees
+        # a light: under a mirroring to_world the winding, and so the face
+        # normal, points inwards.
         n = safe_normalize(sum(w[:, None] * _take_row(arrays.normals[f[:, k]], tri)
                                for k, w in enumerate((1.0 - b1 - b2, b1, b2))))
     else:
         n = safe_normalize(cross)
-    if scene.shapes[emitter.shape].flip_normals:
+    if scene.shapes[shape].flip_normals:
         n = -n
+    area2 = squared_norm(cross)
+    ok = (area2 > 0) & (total > 0)
+    area_k = 0.5 * jnp.sqrt(jnp.where(ok, area2, 1.0))  # double where: no 0 * inf
+    jacobian = area_k * jax.lax.stop_gradient(jnp.where(ok, total, 1.0) / area_k)
+    return ShapeSample(q, n, tri, b1, b2, cross, ok, jacobian)
+
+
+def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
+    """Uniform point on the emitting shape; radiance/pdf towards p."""
+    f0, f1 = _shape_faces(arrays, emitter.shape)
+    total = table.total
+    sp = sample_shape_position(scene, arrays, emitter.shape, table, u, u2)
+    q, n, tri, b1, b2 = sp.p, sp.n, sp.tri, sp.b1, sp.b2
+    f = np.asarray(arrays.faces[f0:f1])
     # Texture coordinates as at a hit (surface_interaction): uv, Mitsuba's
     # (b1, b2) on a mesh without uvs, and the mesh attributes.
     has_uv = None
@@ -183,14 +228,10 @@ def _sample_area(scene, arrays, emitter: AreaLight, table: AreaTable, p, u, u2):
     radiance = _rgb(texture_at(emitter.radiance, fu))
     # radiance / pdf = radiance cos_l total / dist^2, with total (= the
     # triangle's area over its held selection probability) differentiated
-    # as area_k * detach(total / area_k): the Jacobian of the attached
-    # sample. The returned pdf stays live for MIS, the same function as
-    # `area_emission`'s.
-    area2 = squared_norm(cross)
-    ok = ok & (area2 > 0)
-    area_k = 0.5 * jnp.sqrt(jnp.where(ok, area2, 1.0))  # double where: no 0 * inf
-    jacobian = area_k * jax.lax.stop_gradient(jnp.where(ok, total, 1.0) / area_k)
-    scale = jnp.where(ok, cos_l, 0.0) * jacobian / jnp.where(ok, dist2, 1.0)
+    # as the attached sample's Jacobian (ShapeSample.jacobian). The returned
+    # pdf stays live for MIS, the same function as `area_emission`'s.
+    ok = ok & sp.ok
+    scale = jnp.where(ok, cos_l, 0.0) * sp.jacobian / jnp.where(ok, dist2, 1.0)
     weight = jnp.where(ok[:, None], radiance * scale[:, None], 0.0)
     return d, dist, weight, jnp.where(ok, pdf, 0.0), jnp.zeros_like(ok)
 

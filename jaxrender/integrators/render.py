@@ -16,10 +16,12 @@ from jaxrender.integrators.direct import mis_shares, trace_direct
 from jaxrender.integrators.film import clip_t_max, splat
 from jaxrender.integrators.interaction import prepare_scene
 from jaxrender.integrators.lights import DELTA_LIGHTS, check_supported
+from jaxrender.integrators.meters import check_meter, meter_rays
 from jaxrender.integrators.path import trace_paths
 from jaxrender.integrators.prb import RESIDUAL_NAME as PRB_RESIDUAL
 from jaxrender.integrators.prb import trace_paths_prb
 from jaxrender.scene import (
+    METERS,
     SENSORS,
     BatchSensor,
     Camera,
@@ -29,6 +31,7 @@ from jaxrender.scene import (
     bind_mesh_attributes,
     camera_rays,
 )
+from jaxrender.scene.sensors import film_position
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
@@ -90,6 +93,9 @@ def _checked(cfg: IntegratorConfig) -> IntegratorConfig:
 
 
 def _camera(scene: Scene, sensor) -> Camera | BatchSensor:
+    if isinstance(sensor, METERS):
+        check_meter(scene, sensor)
+        return sensor
     if isinstance(sensor, SENSORS):
         return sensor
     if not scene.sensors:
@@ -97,7 +103,10 @@ def _camera(scene: Scene, sensor) -> Camera | BatchSensor:
     if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a camera "
                          f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera, Radiancemeter, BatchSensor), got {sensor!r}")
-    return scene.sensors[int(sensor)]
+    camera = scene.sensors[int(sensor)]
+    if isinstance(camera, METERS):
+        check_meter(scene, camera)
+    return camera
 
 
 def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, key=None,
@@ -125,10 +134,12 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         Radiancemeter; `jax.vmap`
         over stacked cameras renders a batch of views; the camera is
         differentiable too), or a BatchSensor (Mitsuba's `batch`: its
-        cameras side by side, (H, W) the batch's film). Boundary terms need a perspective or
-        orthographic camera: with a thin lens, derivatives that move
-        geometry or the camera raise NotImplementedError unless
-        boundary=False.
+        cameras side by side, (H, W) the batch's film), or an
+        IrradianceMeter or DistantSensor (Mitsuba's `irradiancemeter` and
+        `distant`: a 1x1 film holding the meter's value). Boundary terms
+        need a perspective or orthographic camera: with a thin lens or a
+        meter, derivatives that move geometry or the camera raise
+        NotImplementedError unless boundary=False.
       spp: samples per pixel, below 2^31 (default: the sensor's sampler).
       key: a jax.random key (`jax.random.key`, or a legacy uint32 (2,)
         PRNGKey); default `jax.random.key(seed)`. The same key gives the
@@ -339,6 +350,7 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
     # A batch sensor's cameras each take a band of columns: their rays are
     # traced together and their samples splatted into the whole film.
     cameras = camera.sensors if isinstance(camera, BatchSensor) else (camera,)
+    meter = isinstance(camera, METERS)
     band = width // len(cameras)
     sub_pixels = band * height
 
@@ -358,19 +370,34 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
         k_pix, k_path, k_edge = jax.random.split(k, 3)
         offsets = jax.random.uniform(k_pix, (per_pass, height, width, 2), jnp.float32)
         aperture = None
-        if any(isinstance(c, ThinLensCamera) for c in cameras):
+        if meter or any(isinstance(c, ThinLensCamera) for c in cameras):
             aperture = jax.random.uniform(jax.random.fold_in(k_pix, 1), offsets.shape, jnp.float32)
 
         def rays(c, k, off, ap):
             o, d = camera_rays(c, off, ap)  # cameras without a lens ignore ap
             return o, d, clip_t_max(c, d)[..., None]
 
-        o, d, t_max = by_camera(rays, offsets, aperture)
-        o, d, t_max = o.reshape(-1, 3), d.reshape(-1, 3), t_max.reshape(-1)
+        if meter:
+            # The film position picks where on a shape an irradiance meter's
+            # ray starts (as in Mitsuba); the second sample its direction or
+            # a distant sensor's target point.
+            jj, ii = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32))
+            pos = film_position(camera, jnp.stack([jj + offsets[..., 0], ii + offsets[..., 1]], axis=-1))
+            o, d, weight = meter_rays(scene, arrays, camera, pos.reshape(-1, 2), aperture.reshape(-1, 2))
+            t_max = jnp.full(o.shape[:1], jnp.inf, jnp.float32)
+        else:
+            o, d, t_max = by_camera(rays, offsets, aperture)
+            o, d, t_max = o.reshape(-1, 3), d.reshape(-1, 3), t_max.reshape(-1)
         value = trace(scene, arrays, cfg, o, d, k_path, t_max, **trace_args)
+        if meter and cfg.type != "aov":
+            value = value * weight[:, None]
         value = value.reshape(per_pass, height, width, channels)
         edges = 0.0
-        if cfg.type != "aov" and boundary:
+        if meter and cfg.type != "aov" and boundary:
+            # No film-space edges: this raises NotImplementedError when
+            # geometry or the sensor is differentiated (see _check_camera).
+            edges = boundary_term((cfg, 1, per_pass), trace_values, scene, camera, k_edge)
+        elif cfg.type != "aov" and boundary:
             k_edge, k_shadow = jax.random.split(k_edge)
             edges = by_camera(lambda c, k: boundary_term(
                 (cfg, per_pass * sub_pixels, per_pass), trace_values, scene, c, camera_key(k_edge, k)))

@@ -40,10 +40,13 @@ from jaxrender.scene.params import replace, traverse
 from jaxrender.scene.scene import Ids, IntegratorConfig, Scene
 from jaxrender.scene.sensors import (
     CAMERAS,
+    METERS,
     SENSORS,
     BatchSensor,
     Camera,
+    DistantSensor,
     Film,
+    IrradianceMeter,
     OrthographicCamera,
     PerspectiveCamera,
     Radiancemeter,
@@ -75,7 +78,7 @@ from jaxrender.scene.transform import (
 )
 
 __all__ = [
-    "AreaLight", "BSDF", "BatchSensor", "BitmapTexture", "CAMERAS", "SENSORS", "Radiancemeter", "with_film", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
+    "AreaLight", "BSDF", "BatchSensor", "BitmapTexture", "CAMERAS", "METERS", "SENSORS", "Radiancemeter", "IrradianceMeter", "DistantSensor", "with_film", "Camera", "OrthographicCamera", "ThinLensCamera", "CheckerboardTexture", "Conductor", "ConstantEmitter",
     "ConstantTexture", "MeshAttributeTexture", "attribute_layout", "bind_mesh_attributes", "Dielectric", "Diffuse", "DirectionalLight", "Emitter", "EnvironmentMap",
     "Film", "Ids", "IntegratorConfig", "Mesh", "PerspectiveCamera", "Plastic", "PointLight",
     "ReconstructionFilter", "RoughConductor", "RoughDielectric", "RoughPlastic", "Principled", "PrincipledThin", "Scene",

@@ -81,6 +81,8 @@ from jaxrender.scene.sensors import (
     PerspectiveCamera,
     MAX_FILTER_RADIUS,
     Radiancemeter,
+    IrradianceMeter,
+    DistantSensor,
     ReconstructionFilter,
     ThinLensCamera,
     sub_film,
@@ -155,7 +157,7 @@ PLUGINS = {
              "principled", "principledthin"),
     "emitter": ("area", "point", "spot", "directional", "constant", "envmap"),
     "texture": ("bitmap", "checkerboard", "mesh_attribute"),
-    "sensor": ("perspective", "thinlens", "orthographic", "batch", "radiancemeter"),
+    "sensor": ("perspective", "thinlens", "orthographic", "batch", "radiancemeter", "irradiancemeter", "distant"),
     "film": ("hdrfilm",),
     "rfilter": ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"),
     "sampler": ("independent", "stratified", "multijitter", "orthogonal", "ldsampler"),
@@ -171,7 +173,6 @@ _UNSUPPORTED = {
              "polarizer", "retarder", "circular", "pplastic", "hair"),
     "emitter": ("projector", "directionalarea", "sunsky", "timed_sunsky"),
     "texture": ("volume", "rawconstant"),
-    "sensor": ("irradiancemeter", "distant"),
     "film": ("specfilm",),
     "integrator": ("ptracer", "moment", "stokes", "volprim_rf_basic"),
     "medium": ("homogeneous", "heterogeneous"),
@@ -636,6 +637,13 @@ class _Obj:
             )
 
 
+def _check_meter_filter(p: _Obj, film: Film) -> None:
+    """Mitsuba warns when a meter's film filter is wider than a pixel."""
+    if film.rfilter.radius > 0.5 + 1e-4:
+        _warn(f"{p.where()}: this sensor should be used with a reconstruction filter of radius 0.5 or lower "
+              "(e.g. the default box)")
+
+
 # --------------------------------------------------------------------------
 # The loader
 
@@ -1006,12 +1014,11 @@ class _Loader:
             self.build_shape(member, instance=(np.eye(4) if to_world is None else to_world,
                                                f"{iid}.{name}" if iid else None, d))
 
-    def build_shape(self, d: dict, instance=None) -> None:
-        """Builds one shape. `instance`: (to_world, mesh id, instance dict)
-        when the shape is a member of a shapegroup instanced by `build_instance`."""
-        p = _Obj(self, d, "shape")
+    def shape_geometry(self, p: _Obj, instance=None):
+        """A shape's mesh from its parameters: (to_world, positions, normals,
+        texcoords, faces, attributes, face_normals, flip_normals), positions
+        in object space (to_world includes an instance's transform)."""
         t = p.type
-        sid = self.object_id(d) if instance is None else instance[1]
         to_world = p.matrix("to_world")
         to_world = np.eye(4) if to_world is None else to_world
         if instance is not None:
@@ -1055,8 +1062,19 @@ class _Loader:
                 frame[:3, 2] = unit_axis
                 to_world = to_world @ _translate_np(p0) @ frame @ np.diag([radius, radius, length, 1.0])
             p.check_float32(to_world, "to_world")
+        return to_world, positions, normals, texcoords, faces, attributes, face_normals, flip_normals
+
+    def build_shape(self, d: dict, instance=None) -> None:
+        """Builds one shape. `instance`: (to_world, mesh id, instance dict)
+        when the shape is a member of a shapegroup instanced by `build_instance`."""
+        p = _Obj(self, d, "shape")
+        t = p.type
+        sid = self.object_id(d) if instance is None else instance[1]
+        to_world, positions, normals, texcoords, faces, attributes, face_normals, flip_normals = \
+            self.shape_geometry(p, instance)
         bsdfs = p.nested("bsdf")
         emitters = p.nested("emitter")
+        sensors = p.nested("sensor")
         p.finish()
         if len(bsdfs) > 1:
             raise p.error(f"a shape takes one BSDF, got {len(bsdfs)} ({', '.join(k for k, _ in bsdfs)})")
@@ -1110,6 +1128,16 @@ class _Loader:
             self.ids[sid] = ("shapes", shape_index)
         self.shapes.append(mesh)
         self.shape_dicts.append(d if instance is None else instance[2])
+        for _, sd in sensors:
+            if sd["type"] != "irradiancemeter":
+                raise p.error(f"a shape can hold an irradiancemeter sensor, not a {sd['type']}")
+            if instance is not None:
+                raise p.error("an irradiancemeter cannot be nested in a shapegroup's shape in jaxrender")
+            if len(sensors) > 1:
+                raise p.error(f"a shape takes one sensor, got {len(sensors)}")
+            self.register(sd, "sensors", len(self.sensors))
+            self.sensors.append(self._build_irradiancemeter(_Obj(self, sd, "sensor"), sd, shape_index))
+            self.sources[id(self.sensors[-1])] = (sd, self.where(sd))
 
     def check_attributes(self, p: _Obj, attributes: dict, bsdf: int, emitter: int, num_vertices: int,
                          num_faces: int) -> None:
@@ -1520,6 +1548,12 @@ class _Loader:
             return self._build_batch(p, d, in_batch)
         if p.type == "radiancemeter":
             return self._build_radiancemeter(p, d)
+        if p.type in ("distant", "irradiancemeter") and in_batch:
+            raise p.error(f"a batch sensor cannot hold a {p.type} sensor in jaxrender")
+        if p.type == "distant":
+            return self._build_distant(p, d)
+        if p.type == "irradiancemeter":
+            raise p.error("an irradiancemeter must be nested in the shape it measures")
         m = p.matrix("to_world")
         fov = fov_axis = None
         if p.type != "orthographic":
@@ -1551,6 +1585,67 @@ class _Loader:
             return ThinLensCamera(fov=_f32(fov), fov_axis=fov_axis, aperture_radius=_f32(aperture),
                                   focus_distance=_f32(focus), **common)
         return PerspectiveCamera(fov=_f32(fov), fov_axis=fov_axis, principal_point=principal_point, **common)
+
+    def _build_irradiancemeter(self, p: _Obj, d: dict, shape: int) -> IrradianceMeter:
+        """Mitsuba's `irradiancemeter`, nested in shape number `shape`."""
+        if p.has("to_world"):
+            raise p.error('an irradiancemeter takes no "to_world": it inherits its shape\'s placement')
+        p.float("shutter_open", 0.0), p.float("shutter_close", 0.0)
+        film, sample_count = self._film_and_sampler(p)
+        _check_meter_filter(p, film)
+        return IrradianceMeter(shape=shape, film=film, sample_count=sample_count, id=self.object_id(d))
+
+    def _build_distant(self, p: _Obj, d: dict) -> DistantSensor:
+        """Mitsuba's `distant`: rays along `direction` (or to_world's +z),
+        aimed at `target` (a point or a nested shape's surface) or at the
+        scene's bounding sphere's cross-section."""
+        m = p.matrix("to_world")
+        if p.has("direction"):
+            if m is not None:
+                raise p.error('give either "direction" or "to_world", not both')
+            direction = p.vector3("direction")
+            norm = np.linalg.norm(direction)
+            if not norm > 0:
+                raise p.error('parameter "direction" must be non-zero')
+            direction = direction / norm
+            m = _look_at_np(np.zeros(3), direction, _coordinate_system(direction)[1])
+        target = None
+        if p.has("target"):
+            value = p.d["target"]
+            if isinstance(value, dict) and "type" in value and value["type"] not in _VALUE_TYPES:
+                shape = self.resolve(value, p)
+                if self.category(shape) != "shape":
+                    raise p.error(f'parameter "target" must be a point or a shape, got a {self.category(shape)}')
+                p.used.add("target")
+                target = _f32(self.target_triangles(shape))
+            else:
+                target = _f32(p.vector3("target"))
+        p.float("shutter_open", 0.0), p.float("shutter_close", 0.0)
+        film, sample_count = self._film_and_sampler(p)
+        if (film.width, film.height) != (1, 1):
+            raise p.error(f"a distant sensor needs a 1x1 film, got {film.width}x{film.height}")
+        _check_meter_filter(p, film)
+        return DistantSensor(to_world=_f32(np.eye(4) if m is None else m), target=target, film=film,
+                             sample_count=sample_count, id=self.object_id(d))
+
+    def target_triangles(self, d: dict) -> np.ndarray:
+        """A distant sensor's target shape as world-space triangles (F, 3, 3)
+        (float64). The shape is only sampled, not added to the scene; a BSDF
+        in it is ignored, as in Mitsuba."""
+        p = _Obj(self, d, "shape")
+        if p.type in ("shapegroup", "instance", "merge"):
+            raise p.error(f"a distant sensor's target must be a single shape, not a {p.type}")
+        to_world, positions, _, _, faces, _, _, _ = self.shape_geometry(p)
+        p.nested("bsdf")
+        if p.nested("emitter") or p.nested("sensor"):
+            raise p.error("a distant sensor's target shape cannot hold an emitter or a sensor")
+        p.finish()
+        world = np.asarray(positions, np.float64) @ to_world[:3, :3].T + to_world[:3, 3]
+        tris = world[np.asarray(faces)]
+        areas = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=-1)
+        if not np.sum(areas) > 0:
+            raise p.error("a distant sensor's target shape has no area")
+        return tris
 
     def _build_radiancemeter(self, p: _Obj, d: dict) -> Radiancemeter:
         """Mitsuba's `radiancemeter`: one ray, from `to_world` or from

@@ -55,6 +55,8 @@ Every parameter listed is a float32 array leaf and differentiable:
 | PerspectiveCamera | to_world (4,4), fov (degrees along fov_axis) |
 | ThinLensCamera | to_world, fov, aperture_radius, focus_distance |
 | OrthographicCamera, Radiancemeter | to_world |
+| DistantSensor | to_world, target (a point (3,) or triangles (T, 3, 3), if given) |
+| IrradianceMeter | none (it measures its shape, whose parameters are the shape's) |
 | BatchSensor | its cameras' parameters, "<batch>.<camera>.<param>" |
 
 Not parameters (static, not differentiable): face indices, flags, plugin
@@ -160,7 +162,7 @@ def _param_paths(scene: Scene) -> dict[str, list[tuple]]:
                                for k, c in enumerate(obj.sensors)]
                 for name, cam, where in members:
                     for f in dataclasses.fields(cam):
-                        if not f.metadata.get("static"):
+                        if not f.metadata.get("static") and getattr(cam, f.name) is not None:
                             add(f"{name}.{f.name}", where + (f.name,))
             else:
                 plugin(prefix, obj, path)

@@ -1,5 +1,7 @@
 """Cameras (Mitsuba 3's perspective, thinlens and orthographic sensors,
-and the radiancemeter), the batch sensor that groups them, their film, and their primary rays.
+and the radiancemeter), the batch sensor that groups them, their film, and their primary rays;
+the meters whose rays depend on the scene (`irradiancemeter`, `distant`),
+whose rays `jaxrender.integrators.meters` draws.
 
 Camera space: the camera sits at the origin looking along +z, +y is up and
 +x is image *left* (Mitsuba's `look_at` puts cross(up, dir) there), so images
@@ -240,13 +242,89 @@ class Radiancemeter:
     aspect = PerspectiveCamera.aspect
 
 
+@pytree
+class IrradianceMeter:
+    """Mitsuba's `irradiancemeter`: the irradiance arriving at a shape,
+    averaged over its area (power per unit area, W/m^2 for radiance in
+    W/(m^2 sr)).
+
+    Attributes:
+      shape: index into `scene.shapes` of the shape it measures (static; in a
+        scene file the sensor is nested in that shape). The shape itself
+        is part of the scene and is rendered as usual.
+      film: Film (static). Mitsuba uses a 1x1 film; on a larger one each
+        pixel measures the part of the shape that its share of the film's
+        [0, 1)^2 samples maps to, as in Mitsuba.
+      sample_count, id: as PerspectiveCamera's (static).
+    Each sample picks a point uniformly by area on the shape's side its
+    normals point to (its shading normal where it has vertex normals, as in
+    Mitsuba) and a cosine-distributed direction about it, and weighs the
+    radiance arriving from there by pi. Differentiable in the shape's
+    vertex_positions and to_world (samples move with the surface) and in
+    everything the radiance depends on; geometry derivatives need
+    `boundary=False` (no boundary term is drawn for this sensor).
+    """
+
+    shape: int = static(default=0)
+    film: Film = static(default=Film(1, 1))
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    def __post_init__(self):
+        if not isinstance(self.shape, int) or isinstance(self.shape, bool) or self.shape < 0:
+            raise ValueError(f"an irradiance meter's shape must be a shape index >= 0, got {self.shape!r}")
+
+    aspect = PerspectiveCamera.aspect
+
+
+@pytree
+class DistantSensor:
+    """Mitsuba's `distant` sensor: the radiance leaving the scene in one
+    direction, averaged over a target (the adjoint of a directional light),
+    into a 1x1 film.
+
+    Attributes:
+      to_world: float32 (4, 4); rays travel along its image of +z (the
+        scene file's `direction` builds it as Mitsuba's look_at does).
+        Differentiable.
+      target: None, a point (float32 (3,)), or a shape's world-space
+        triangles (float32 (T, 3, 3), from a nested shape in a scene file;
+        it is only sampled, not rendered). Rays are parallel; they aim at
+        the point, at points spread uniformly by area over the triangles, or
+        (None) at points spread uniformly over the disk through the scene's
+        bounding sphere's centre facing the rays, and start outside that
+        sphere. Differentiable (point and triangles).
+      film: Film (static), 1x1.
+      sample_count, id: as PerspectiveCamera's (static).
+    Without a target, rays that miss the scene see the environment (or
+    nothing), so the value depends on the bounding sphere, as in Mitsuba;
+    the sphere is held fixed under differentiation. Geometry derivatives
+    need `boundary=False` (no boundary term is drawn for this sensor).
+    """
+
+    to_world: jax.Array
+    target: jax.Array | None = None
+    film: Film = static(default=Film(1, 1))
+    sample_count: int = static(default=4)
+    id: str | None = static(default=None)
+
+    def __post_init__(self):
+        if (self.film.width, self.film.height) != (1, 1):
+            raise ValueError(f"a distant sensor's film must be 1x1, got {self.film.width}x{self.film.height}")
+
+    aspect = PerspectiveCamera.aspect
+
+
 # Mitsuba's math::RayEpsilon<float>: the radiancemeter's ray starts this far
 # along its (unnormalized) direction.
 RAY_EPSILON = 8.940697e-05
 
-# Every sensor type; `Camera` is any of them.
+# The sensors whose rays are camera rays through the film; `Camera` is any of them.
 CAMERAS = (PerspectiveCamera, ThinLensCamera, OrthographicCamera, Radiancemeter)
 Camera = PerspectiveCamera | ThinLensCamera | OrthographicCamera | Radiancemeter
+# The sensors whose rays depend on the scene (drawn by
+# `jaxrender.integrators.meters.meter_rays`, not by `sample_ray`).
+METERS = (IrradianceMeter, DistantSensor)
 
 
 @pytree
@@ -314,7 +392,7 @@ def with_film(sensor, film: Film):
     return dataclasses.replace(sensor, film=film)
 
 
-SENSORS = CAMERAS + (BatchSensor,)
+SENSORS = CAMERAS + METERS + (BatchSensor,)
 
 
 def x_fov(fov, fov_axis: str, aspect: float) -> jax.Array:
@@ -359,6 +437,7 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
       the direction's camera-space z; the far plane is at t = (far_clip -
       near_clip) / d_z from there (d_z = 1 for the orthographic camera).
     """
+    _check_not_meter(camera)
     pos = jnp.asarray(film_positions, jnp.float32)
     if isinstance(camera, Radiancemeter):
         axis = camera.to_world[:3, 2]
@@ -421,6 +500,7 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
       position `film_position(camera, (j + x, i + y))` for image row i,
       column j.
     """
+    _check_not_meter(camera)
     s = jnp.asarray(pixel_samples, jnp.float32)
     h, w = camera.film.crop_height, camera.film.crop_width
     if s.shape[-3:] != (h, w, 2):
@@ -436,6 +516,12 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
     jj, ii = jnp.meshgrid(jnp.arange(w, dtype=jnp.float32), jnp.arange(h, dtype=jnp.float32))
     return sample_ray(camera, film_position(camera, jnp.stack([jj + s[..., 0], ii + s[..., 1]], axis=-1)),
                       aperture_samples)
+
+
+def _check_not_meter(sensor) -> None:
+    if isinstance(sensor, METERS):
+        raise TypeError(f"a {type(sensor).__name__}'s rays depend on the scene: render it with "
+                        "jaxrender.render (jaxrender.integrators.meters.meter_rays draws them)")
 
 
 def film_position(camera: Camera, pixels):
