@@ -231,8 +231,10 @@ def test_frame_matches_mitsuba():
     mi = _mitsuba()
     rng = np.random.default_rng(3)
     n = rng.normal(size=(300, 3))
+    # z = -0.0: flipped normals of walls parallel to z (the frame was not
+    # orthonormal there until z's sign was taken by its sign bit).
     special = [[0, 0, 1], [0, 0, -1], [1, 0, 0], [0, 1, 0], [-0.0, 0, -1], [0, -0.0, 1],
-               [1e-8, 0, -1]]
+               [1e-8, 0, -1], [0.6, -0.8, -0.0], [0.6, -0.8, 0.0], [-1, 0, -0.0], [0, -1, -0.0]]
     n = np.concatenate([n, special]).astype(np.float32)
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
     s, t, nn = (np.asarray(x) for x in jax.jit(warp.make_frame)(n))

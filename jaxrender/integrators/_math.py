@@ -173,6 +173,14 @@ def squared_norm(a):
     return jnp.sum(a * a, axis=-1)
 
 
+def safe_norm(v):
+    """|v| over the last axis, whose derivative at the zero vector is 0, not
+    NaN (a degenerate triangle's area, say)."""
+    n2 = squared_norm(v)
+    ok = n2 > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, n2, 1.0)), 0.0)
+
+
 def safe_normalize(v):
     """v / |v|; the zero vector maps to the zero vector."""
     n2 = squared_norm(v)

@@ -19,6 +19,7 @@ from jaxrender.geometry import occluded
 from jaxrender.integrators._math import (
     dot,
     materialize,
+    safe_norm,
     safe_normalize,
     search_cdf,
     squared_norm,
@@ -123,7 +124,7 @@ def _triangle_areas(arrays: SceneArrays, f0: int, f1: int):
     v = arrays.vertices
     e1 = v[f[:, 1]] - v[f[:, 0]]
     e2 = v[f[:, 2]] - v[f[:, 0]]
-    return 0.5 * jnp.linalg.norm(jnp.cross(e1, e2), axis=-1)
+    return 0.5 * safe_norm(jnp.cross(e1, e2))  # sliver faces: no NaN derivatives
 
 
 class ShapeSample(NamedTuple):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrender.integrators._math import safe_normalize, search_cdf
+from jaxrender.integrators._math import safe_norm, safe_normalize, search_cdf
 from jaxrender.integrators.interaction import SceneArrays
 from jaxrender.integrators.lights import sample_shape_position, shape_area_table
 from jaxrender.integrators.warp import make_frame, square_to_cosine_hemisphere, square_to_uniform_disk_concentric, to_world
@@ -34,6 +34,8 @@ def bounding_sphere(arrays: SceneArrays):
     every shape's vertices, the radius grown by a ray epsilon (held fixed
     under differentiation, as Mitsuba computes it once per scene)."""
     v = jax.lax.stop_gradient(arrays.vertices)
+    if v.shape[0] == 0:  # no shapes: rays from about the origin see the environment
+        return jnp.zeros(3, jnp.float32), jnp.float32(RAY_EPSILON)
     lo, hi = jnp.min(v, axis=0), jnp.max(v, axis=0)
     center = 0.5 * (lo + hi)
     radius = jnp.linalg.norm(hi - center)
@@ -87,7 +89,7 @@ def meter_rays(scene, arrays: SceneArrays, sensor, pos_samples, dir_samples):
     else:
         tris = jnp.asarray(target, jnp.float32)
         cross = jnp.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
-        areas = 0.5 * jnp.linalg.norm(cross, axis=-1)
+        areas = 0.5 * safe_norm(cross)
         total = jnp.sum(areas)
         cdf = jax.lax.stop_gradient(jnp.cumsum(areas) / total)
         u = dir_samples[:, 0]

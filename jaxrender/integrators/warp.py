@@ -241,8 +241,11 @@ def make_frame(n):
     """
     n = as_float(n)
     x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    # Dr.Jit's sign() is +1 for -0.0 too, so the denominator is never 0.
-    sign = jnp.where(z >= 0, 1.0, -1.0).astype(n.dtype)
+    # The sign of z by its sign bit, as Mitsuba's coordinate_system takes it
+    # (measured: its frame of (0.6, -0.8, -0.0) is that of z < 0): with
+    # mulsign's sign-bit tests below the basis stays orthonormal at z = -0.0
+    # (flipped normals of walls parallel to z). The denominator is never 0.
+    sign = jnp.where(jnp.signbit(z), -1.0, 1.0).astype(n.dtype)
     a = -1 / (sign + z)
     b = x * y * a
     s = vec3(mulsign(x * x * a, z) + 1, mulsign(b, z), mulsign_neg(x, z))

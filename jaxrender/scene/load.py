@@ -1135,6 +1135,10 @@ class _Loader:
                 raise p.error("an irradiancemeter cannot be nested in a shapegroup's shape in jaxrender")
             if len(sensors) > 1:
                 raise p.error(f"a shape takes one sensor, got {len(sensors)}")
+            world = np.asarray(positions, np.float64) @ to_world[:3, :3].T
+            tri = world[np.asarray(faces)]
+            if not np.sum(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)) > 0:
+                raise p.error("the shape of an irradiancemeter has no area")
             self.register(sd, "sensors", len(self.sensors))
             self.sensors.append(self._build_irradiancemeter(_Obj(self, sd, "sensor"), sd, shape_index))
             self.sources[id(self.sensors[-1])] = (sd, self.where(sd))
@@ -1630,15 +1634,15 @@ class _Loader:
 
     def target_triangles(self, d: dict) -> np.ndarray:
         """A distant sensor's target shape as world-space triangles (F, 3, 3)
-        (float64). The shape is only sampled, not added to the scene; a BSDF
-        in it is ignored, as in Mitsuba."""
+        (float64). The shape is only sampled, not added to the scene (one
+        referenced by id may also be a scene shape); its BSDF, emitter or
+        sensor play no part in the target, as in Mitsuba."""
         p = _Obj(self, d, "shape")
         if p.type in ("shapegroup", "instance", "merge"):
             raise p.error(f"a distant sensor's target must be a single shape, not a {p.type}")
         to_world, positions, _, _, faces, _, _, _ = self.shape_geometry(p)
-        p.nested("bsdf")
-        if p.nested("emitter") or p.nested("sensor"):
-            raise p.error("a distant sensor's target shape cannot hold an emitter or a sensor")
+        for category in ("bsdf", "emitter", "sensor"):  # a scene shape's, when referenced: not the target's
+            p.nested(category)
         p.finish()
         world = np.asarray(positions, np.float64) @ to_world[:3, :3].T + to_world[:3, 3]
         tris = world[np.asarray(faces)]
