@@ -91,6 +91,14 @@ def test_irradiance_under_a_constant_sky_is_pi_L():
     for integrator in ("path", "direct"):
         value = jr.render(jr.load_string(xml.replace("INTEGRATOR", integrator)), spp=64)
         np.testing.assert_allclose(np.asarray(value).ravel(), np.pi * np.array([0.25, 0.5, 2.0]), rtol=1e-5)
+    # Mitsuba's depth integrator weighs by the meter's pi too (its AOVs do
+    # not). A plane 1.5 above an upward disk: cosine-distributed rays reach
+    # it after 1.5 / cos, whose mean is 1.5 * 2 (std ~4.5 per sample).
+    scene = jr.load_string(f"""<scene version="3.0.0"><integrator type="depth"/>
+    <shape type="rectangle"><transform name="to_world"><scale value="1000"/><translate z="1.5"/></transform></shape>
+    <shape type="disk"><sensor type="irradiancemeter">{FILM}</sensor></shape></scene>""")
+    depth = np.asarray(jr.render(scene, spp=1 << 16)).ravel()
+    np.testing.assert_allclose(depth, np.pi * 3.0, rtol=0.05)
 
 
 DIRECTIONAL = f"""<scene version="3.0.0"><integrator type="direct"/>

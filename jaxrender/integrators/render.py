@@ -26,6 +26,7 @@ from jaxrender.scene import (
     BatchSensor,
     Camera,
     IntegratorConfig,
+    IrradianceMeter,
     Scene,
     ThinLensCamera,
     bind_mesh_attributes,
@@ -211,6 +212,10 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         # all three channels, i.e. the depth AOV.
         image = render(scene, IntegratorConfig(type="aov", aovs="depth:depth"), sensor=sensor, spp=spp, key=key,
                        seed=seed, key_grad=key_grad, seed_grad=seed_grad, spp_grad=spp_grad, boundary=boundary)
+        if isinstance(_camera(scene, sensor), IrradianceMeter):
+            # Mitsuba's depth is a sampling integrator: its value is weighted
+            # by the sensor's ray weight (pi for an irradiance meter), AOVs are not.
+            image = image * jnp.pi
         return jnp.repeat(image, 3, axis=-1)
     if cfg.type not in ("path", "prb", "direct", "aov"):
         raise NotImplementedError(f"integrator {cfg.type!r} is not implemented (path, prb, direct, depth, aov are)")
