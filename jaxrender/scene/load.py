@@ -1021,8 +1021,6 @@ class _Loader:
         t = p.type
         to_world = p.matrix("to_world")
         to_world = np.eye(4) if to_world is None else to_world
-        if instance is not None:
-            to_world = p.check_float32(np.asarray(instance[0], np.float64) @ to_world, "to_world")
         flip_normals = p.bool("flip_normals", False)
         face_normals = False
         if t in ("obj", "ply", "serialized"):
@@ -1062,13 +1060,29 @@ class _Loader:
                 frame[:3, 2] = unit_axis
                 to_world = to_world @ _translate_np(p0) @ frame @ np.diag([radius, radius, length, 1.0])
             p.check_float32(to_world, "to_world")
+        generated = normals is None
+        if normals is None and not face_normals:
+            normals = np.asarray(vertex_normals(positions, faces))
+        if normals is not None and (generated or t == "sphere") and np.linalg.det(to_world[:3, :3]) < 0:
+            # A mirroring to_world turns the winding, and with it the face
+            # normal, inwards. Mitsuba computes missing vertex normals from
+            # the world-space winding and orients its analytic sphere the
+            # same way, so they turn inwards too (a mirrored closed mesh is
+            # inside out); normals read from a file (and the cube's) are
+            # only transformed, and keep pointing outwards. (Its mirrored
+            # cylinder does neither: measured, it still differs a little.)
+            # An instance's transform is not part of this: Mitsuba applies
+            # it to rays, after the shape (and a sphere's frame) is built,
+            # so a sphere in a non-uniformly scaled instance is an ellipsoid.
+            normals = -normals
+        if instance is not None:
+            to_world = p.check_float32(np.asarray(instance[0], np.float64) @ to_world, "to_world")
         return to_world, positions, normals, texcoords, faces, attributes, face_normals, flip_normals
 
     def build_shape(self, d: dict, instance=None) -> None:
         """Builds one shape. `instance`: (to_world, mesh id, instance dict)
         when the shape is a member of a shapegroup instanced by `build_instance`."""
         p = _Obj(self, d, "shape")
-        t = p.type
         sid = self.object_id(d) if instance is None else instance[1]
         to_world, positions, normals, texcoords, faces, attributes, face_normals, flip_normals = \
             self.shape_geometry(p, instance)
@@ -1097,18 +1111,6 @@ class _Loader:
             emitter = self.register_emitter(emitters[0][1], shape_index)
         self.check_attributes(p, attributes, bsdf, emitter, len(positions), len(faces))
 
-        generated = normals is None
-        if normals is None and not face_normals:
-            normals = np.asarray(vertex_normals(positions, faces))
-        if normals is not None and (generated or t == "sphere") and np.linalg.det(to_world[:3, :3]) < 0:
-            # A mirroring to_world turns the winding, and with it the face
-            # normal, inwards. Mitsuba computes missing vertex normals from
-            # the world-space winding and orients its analytic sphere the
-            # same way, so they turn inwards too (a mirrored closed mesh is
-            # inside out); normals read from a file (and the cube's) are
-            # only transformed, and keep pointing outwards. (Its mirrored
-            # cylinder does neither: measured, it still differs a little.)
-            normals = -normals
         mesh = Mesh(
             vertex_positions=_f32(positions),
             to_world=_f32(to_world),
