@@ -152,7 +152,9 @@ def test_meter_material_and_light_gradients_match_finite_differences(scene):
     def value(p, sensor):
         return jnp.sum(jr.render(jr.replace(scene, p), "direct", sensor=sensor, spp=256, seed=2))
 
-    for sensor in (0, 2):
+    # The meter only: a distant sensor's weight is 1 and constant, its
+    # samples' derivatives those of camera rays.
+    for sensor in (0,):
         grads = jax.grad(value)(params, scene.sensors[sensor])
         for name in names:
             h = 1e-2
