@@ -159,15 +159,21 @@ def shape_area_table(arrays: SceneArrays, shape: int) -> AreaTable:
     return AreaTable(jnp.cumsum(areas) / total, total)
 
 
+def pick_reusing(cdf, u):
+    """The entry of a normalized CDF (K,) that uniform u (N,) falls in, and u
+    rescaled to [0, 1) inside its interval (Mitsuba's sample reuse): (index
+    (N,) in [0, K), reused u (N,))."""
+    k = jnp.clip(search_cdf(cdf, u), 0, cdf.shape[0] - 1)
+    lo = jnp.where(k > 0, cdf[jnp.maximum(k - 1, 0)], 0.0)
+    return k, jnp.clip((u - lo) / jnp.maximum(cdf[k] - lo, 1e-30), 0.0, 1.0 - 2**-24)
+
+
 def sample_shape_position(scene, arrays: SceneArrays, shape: int, table: AreaTable, u, u2) -> ShapeSample:
     """Points uniformly by area on scene.shapes[shape], from uniform u, u2
     (N,) (u picks the face and is reused inside it, as Mitsuba does)."""
     f0, f1 = _shape_faces(arrays, shape)
     cdf, total = table
-    tri = jnp.clip(search_cdf(cdf, u), 0, f1 - f0 - 1)
-    # Reuse u inside the chosen triangle's interval (Mitsuba's sample reuse).
-    lo = jnp.where(tri > 0, cdf[jnp.maximum(tri - 1, 0)], 0.0)
-    w = jnp.clip((u - lo) / jnp.maximum(cdf[tri] - lo, 1e-30), 0.0, 1.0 - 2**-24)
+    tri, w = pick_reusing(cdf, u)
     # The sample is attached to the surface: the triangle and the
     # barycentrics are held, the point moves with the vertices. (Through the
     # area CDF they would move with the vertices too, and jump between

@@ -8,10 +8,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrender.integrators._math import safe_norm, safe_normalize, search_cdf
+from jaxrender.integrators._math import safe_norm, safe_normalize
 from jaxrender.integrators.interaction import SceneArrays
-from jaxrender.integrators.lights import sample_shape_position, shape_area_table
-from jaxrender.integrators.warp import make_frame, square_to_cosine_hemisphere, square_to_uniform_disk_concentric, to_world
+from jaxrender.integrators.lights import pick_reusing, sample_shape_position, shape_area_table
+from jaxrender.integrators.warp import (
+    make_frame,
+    square_to_cosine_hemisphere,
+    square_to_uniform_disk_concentric,
+    square_to_uniform_triangle,
+    to_world,
+)
 from jaxrender.scene.sensors import RAY_EPSILON, DistantSensor, IrradianceMeter
 from jaxrender.scene.transform import transform_vectors
 
@@ -91,13 +97,9 @@ def meter_rays(scene, arrays: SceneArrays, sensor, pos_samples, dir_samples):
         cross = jnp.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
         areas = 0.5 * safe_norm(cross)
         total = jnp.sum(areas)
-        cdf = jax.lax.stop_gradient(jnp.cumsum(areas) / total)
-        u = dir_samples[:, 0]
-        k = jnp.clip(search_cdf(cdf, u), 0, tris.shape[0] - 1)
-        lo = jnp.where(k > 0, cdf[jnp.maximum(k - 1, 0)], 0.0)
-        w = jnp.clip((u - lo) / jnp.maximum(cdf[k] - lo, 1e-30), 0.0, 1.0 - 2**-24)
-        s = jnp.sqrt(1.0 - w)
-        b1, b2 = 1.0 - s, dir_samples[:, 1] * s
+        k, w = pick_reusing(jax.lax.stop_gradient(jnp.cumsum(areas) / total), dir_samples[:, 0])
+        b = square_to_uniform_triangle(jnp.stack([w, dir_samples[:, 1]], -1))
+        b1, b2 = b[:, 0], b[:, 1]
         t = tris[k]
         q = (1.0 - b1 - b2)[:, None] * t[:, 0] + b1[:, None] * t[:, 1] + b2[:, None] * t[:, 2]
         o = q - 2.0 * axis * radius

@@ -32,7 +32,7 @@ from jaxrender.scene import (
     bind_mesh_attributes,
     camera_rays,
 )
-from jaxrender.scene.sensors import film_position
+from jaxrender.scene.sensors import pixel_film_positions
 
 # Samples traced together in one pass: bounds memory to O(PASS_SAMPLES) per
 # bounce (about 1 KiB per sample with the shading temporaries). 2^16 keeps
@@ -94,17 +94,15 @@ def _checked(cfg: IntegratorConfig) -> IntegratorConfig:
 
 
 def _camera(scene: Scene, sensor) -> Camera | BatchSensor:
-    if isinstance(sensor, METERS):
-        check_meter(scene, sensor)
-        return sensor
     if isinstance(sensor, SENSORS):
-        return sensor
-    if not scene.sensors:
+        camera = sensor
+    elif not scene.sensors:
         raise ValueError("the scene has no sensor; pass sensor=PerspectiveCamera(...) (or another camera)")
-    if not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
+    elif not _is_integer(sensor) or not 0 <= sensor < len(scene.sensors):
         raise ValueError(f"sensor must be an index in [0, {len(scene.sensors)}) or a camera "
                          f"(PerspectiveCamera, ThinLensCamera, OrthographicCamera, Radiancemeter, BatchSensor), got {sensor!r}")
-    camera = scene.sensors[int(sensor)]
+    else:
+        camera = scene.sensors[int(sensor)]
     if isinstance(camera, METERS):
         check_meter(scene, camera)
     return camera
@@ -386,8 +384,7 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
             # The film position picks where on a shape an irradiance meter's
             # ray starts (as in Mitsuba); the second sample its direction or
             # a distant sensor's target point.
-            jj, ii = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32))
-            pos = film_position(camera, jnp.stack([jj + offsets[..., 0], ii + offsets[..., 1]], axis=-1))
+            pos = pixel_film_positions(camera, offsets)
             o, d, weight = meter_rays(scene, arrays, camera, pos.reshape(-1, 2), aperture.reshape(-1, 2))
             t_max = jnp.full(o.shape[:1], jnp.inf, jnp.float32)
         else:

@@ -637,6 +637,17 @@ class _Obj:
             )
 
 
+def _world_triangles(positions, faces, to_world) -> np.ndarray:
+    """A mesh's triangles (F, 3, 3) in world space, in float64."""
+    world = np.asarray(positions, np.float64) @ to_world[:3, :3].T + to_world[:3, 3]
+    return world[np.asarray(faces)]
+
+
+def _area(tris: np.ndarray) -> float:
+    """The total area of triangles (F, 3, 3)."""
+    return float(np.sum(0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=-1)))
+
+
 def _check_meter_filter(p: _Obj, film: Film) -> None:
     """Mitsuba warns when a meter's film filter is wider than a pixel."""
     if film.rfilter.radius > 0.5 + 1e-4:
@@ -1137,9 +1148,7 @@ class _Loader:
                 raise p.error("an irradiancemeter cannot be nested in a shapegroup's shape in jaxrender")
             if len(sensors) > 1:
                 raise p.error(f"a shape takes one sensor, got {len(sensors)}")
-            world = np.asarray(positions, np.float64) @ to_world[:3, :3].T
-            tri = world[np.asarray(faces)]
-            if not np.sum(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)) > 0:
+            if not _area(_world_triangles(positions, faces, to_world)) > 0:
                 raise p.error("the shape of an irradiancemeter has no area")
             self.register(sd, "sensors", len(self.sensors))
             self.sensors.append(self._build_irradiancemeter(_Obj(self, sd, "sensor"), sd, shape_index))
@@ -1646,10 +1655,8 @@ class _Loader:
         for category in ("bsdf", "emitter", "sensor"):  # a scene shape's, when referenced: not the target's
             p.nested(category)
         p.finish()
-        world = np.asarray(positions, np.float64) @ to_world[:3, :3].T + to_world[:3, 3]
-        tris = world[np.asarray(faces)]
-        areas = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=-1)
-        if not np.sum(areas) > 0:
+        tris = _world_triangles(positions, faces, to_world)
+        if not _area(tris) > 0:
             raise p.error("a distant sensor's target shape has no area")
         return tris
 

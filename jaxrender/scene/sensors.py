@@ -513,9 +513,16 @@ def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[j
         parts = [camera_rays(c, s[..., col, :], None if aperture_samples is None else aperture_samples[..., col, :])
                  for c, col in zip(camera.sensors, cols)]
         return tuple(jnp.concatenate(x, axis=-2) for x in zip(*parts))
+    return sample_ray(camera, pixel_film_positions(camera, s), aperture_samples)
+
+
+def pixel_film_positions(sensor, pixel_samples):
+    """Offsets (..., H, W, 2) inside each pixel of the image (the crop window)
+    -> positions in [0, 1]^2 over the whole film, as `film_position` at
+    (j + x, i + y) for image row i, column j. Differentiable."""
+    h, w = sensor.film.crop_height, sensor.film.crop_width
     jj, ii = jnp.meshgrid(jnp.arange(w, dtype=jnp.float32), jnp.arange(h, dtype=jnp.float32))
-    return sample_ray(camera, film_position(camera, jnp.stack([jj + s[..., 0], ii + s[..., 1]], axis=-1)),
-                      aperture_samples)
+    return film_position(sensor, jnp.stack([jj + pixel_samples[..., 0], ii + pixel_samples[..., 1]], axis=-1))
 
 
 def _check_not_meter(sensor) -> None:
