@@ -55,7 +55,7 @@ PY
     step grad_path 300 python3 benchmarks/bench_grad.py --repeats 3 --check-runs 2
     step grad_prb 300 python3 benchmarks/bench_grad.py --integrator prb --repeats 3 --check-runs 2 ;;
   tests)
-    step tests 560 python3 -P -m pytest -q -n 14 -p no:cacheprovider -p no:benchmark --durations=20 ;;
+    step tests 560 python3 -P -m pytest -q -n 14 -p no:cacheprovider -p no:benchmark --runslow --durations=20 ;;
   *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

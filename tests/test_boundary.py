@@ -109,6 +109,7 @@ def _welded_cube_obj(path):
         f.write("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_unwelded_cube_gets_the_welded_cubes_gradient(tmp_path):
     """Mitsuba's 24-vertex cube and an 8-vertex welded cube rotated about y:
     the same derivative image (edges matched by position are counted once),
@@ -219,6 +220,7 @@ MIRROR = """<scene version="3.0.0">
 </scene>"""
 
 
+@pytest.mark.slow
 def test_shadow_seen_in_a_mirror():
     """The shadow scene above, seen through a 45-degree mirror: the shadow
     edges now bound the light at the path's second vertex, which `path`'s
@@ -265,7 +267,7 @@ DELTA_LIGHTS = {
 @pytest.mark.parametrize("light, integrator, moved", [
     ("point", "direct", "blocker.to_world"),
     ("spot", "path", "lamp.to_world"),
-    ("directional", "path", "blocker.to_world"),
+    pytest.param("directional", "path", "blocker.to_world", marks=pytest.mark.slow),
 ])
 def test_delta_light_shadows(light, integrator, moved):
     """Hard shadows of point, spot and directional lights on a floor under a
@@ -281,6 +283,7 @@ def test_delta_light_shadows(light, integrator, moved):
     _assert_fd(light, d, d0, fd, BOUND, 0.3)
 
 
+@pytest.mark.slow
 def test_delta_light_shadow_reverse_mode():
     """jax.grad of a weighted pixel sum equals the forward-mode derivative,
     delta-light shadow term included (the term is added outside the
@@ -309,6 +312,7 @@ INDIRECT = """<scene version="3.0.0">
 </scene>"""
 
 
+@pytest.mark.slow
 def test_occluder_hiding_a_lit_surface():
     """The camera sees a wall lit only by a floor under a vertical
     directional light; a vertical blocker (out of view, casting no shadow
@@ -337,6 +341,7 @@ HIDDEN_LIGHT = """<scene version="3.0.0">
 </scene>"""
 
 
+@pytest.mark.slow
 def test_mesh_partly_hiding_an_area_light():
     """A cube in front of an area light, covering part of it as the camera
     sees it; translating the cube slides its outline across the light (the
@@ -357,6 +362,7 @@ def _orthographic(xml, origin):
     return xml[:start] + ORTHO_SENSOR.format(origin=origin) + xml[end:]
 
 
+@pytest.mark.slow
 def test_orthographic_silhouette_and_delta_shadow():
     """The boundary terms through an orthographic camera (an affine film
     projection, silhouettes against its view axis, the camera's parallel

@@ -25,7 +25,7 @@ MOVING_LIGHT = """<scene version="3.0.0">
 </scene>"""
 
 
-@pytest.mark.parametrize("integrator", ["direct", "path"])
+@pytest.mark.parametrize("integrator", ["direct", pytest.param("path", marks=pytest.mark.slow)])
 def test_area_light_moving_past_a_static_occluder(integrator):
     """An area light translating above a cube: the cube's shadow edges stay
     put, but emitter sampling's points move with the light, so relative to

@@ -125,7 +125,7 @@ def _assert_same_gradient(ours, theirs, rtol):
         assert err < rtol, f"{name}: prb differs from path by {err:.2e} of the largest entry"
 
 
-@pytest.mark.parametrize("max_depth", [3, 1])
+@pytest.mark.parametrize("max_depth", [3, pytest.param(1, marks=pytest.mark.slow)])
 def test_prb_gradient_equals_path(scene, max_depth):
     """Every parameter's reverse-mode gradient (and the image) equals
     path's with the same key, at depth 3 with roulette from 1 and at depth
@@ -167,6 +167,7 @@ def test_prb_over_several_passes_equals_path(simple, monkeypatch):
     _assert_same_gradient(got["prb"][1], got["path"][1], 1e-3)
 
 
+@pytest.mark.slow
 def test_prb_geometry_falls_back_to_path(simple):
     """With a vertex or to_world derivative the paths depend on the
     parameters and cannot be replayed: prb must fall back to path's reverse
@@ -178,6 +179,7 @@ def test_prb_geometry_falls_back_to_path(simple):
     _assert_same_gradient(g["prb"], g["path"], 1e-5)
 
 
+@pytest.mark.slow
 def test_prb_camera_batch_and_decoupled_key(simple):
     scene = simple
     """vmap over two cameras of the replayed gradient equals a loop, and
