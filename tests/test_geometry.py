@@ -1303,7 +1303,11 @@ def test_grad_jit_vmap_agree(grad_scene):
     g = jax.grad(loss, argnums=(0, 1, 2))(v, o, d)
     gj = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(v, o, d)
     for a, b in zip(g, gj):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        # Absolute slack in units of the largest entry: XLA:GPU contracts
+        # the jitted products into FMAs, so an entry that is a difference
+        # of larger terms moves by a few ulps of those terms (measured
+        # 1.5e-6 on an entry of 3e-3 beside entries of 4.7, H100).
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(b).max())))
     per_ray = jax.jit(jax.vmap(jax.grad(lambda vv, oo, dd: loss(vv, oo[None], dd[None]),
                                         argnums=(0, 1, 2)), in_axes=(None, 0, 0)))(v, o, d)
     np.testing.assert_allclose(per_ray[0].sum(0), g[0], rtol=1e-4, atol=1e-5)
