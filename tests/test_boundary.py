@@ -377,22 +377,51 @@ def test_orthographic_silhouette_and_delta_shadow():
     _assert_fd("orthographic point-light shadow", d, d0, fd, BOUND, 0.3)
 
 
-def test_thin_lens_asks_for_boundary_false():
-    """A thin lens blurs edges over its aperture, which the film-space edge
-    sampling does not model: derivatives that move geometry or the camera
-    raise a clear error, and boundary=False gives the interior ones."""
-    xml = SCENE.format(shape=SQUARE).replace(
-        '<sensor type="perspective">',
-        '<sensor type="thinlens"><float name="aperture_radius" value="0.05"/>'
-        '<float name="focus_distance" value="3"/>')
-    scene = jr.load_string(xml)
-    assert isinstance(scene.sensors[0], jr.ThinLensCamera)
-    move = _translate("obj.to_world")
-    with pytest.raises(NotImplementedError, match="boundary=False"):
-        jax.jvp(lambda x: jr.render(move(scene, x), spp=4), (0.0,), (1.0,))
-    _, t = jax.jvp(lambda x: jr.render(move(scene, x), spp=4, boundary=False), (0.0,), (1.0,))
-    assert np.isfinite(np.asarray(t)).all()
-    # Material derivatives need no boundary term, whatever the camera.
-    g = jax.grad(lambda r: jnp.sum(jr.render(jr.replace(scene, {"obj.bsdf.reflectance.value": r}), spp=4)))(
-        jnp.full(3, 0.2, jnp.float32))
-    assert np.all(np.asarray(g) > 0)
+def _thin_lens(xml, radius, focus):
+    return xml.replace('<sensor type="perspective">', f'<sensor type="thinlens"><float name="aperture_radius" '
+                       f'value="{radius}"/><float name="focus_distance" value="{focus}"/>')
+
+
+def test_thin_lens_silhouette():
+    """Through a thin lens each lens point is a pinhole that sees the edges
+    elsewhere on the film: the square's out-of-focus (blurred) silhouette
+    as it translates. Measured 3.6% from central differences; the interior
+    derivative alone is zero."""
+    square = jr.load_string(_thin_lens(SCENE.format(shape=SQUARE), 0.15, 2.3))
+    assert isinstance(square.sensors[0], jr.ThinLensCamera)
+    d, d0, fd, _ = _check(_translate("obj.to_world"), square, 0.02)
+    _assert_fd("thin-lens silhouette", d, d0, fd, BOUND, 0.9)
+
+
+def _add_to(name):
+    def move(scene, x):
+        return jr.replace(scene, {name: jr.traverse(scene)[name] + x})
+    return move
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, step", [("Sensor[0].aperture_radius", 0.06), ("Sensor[0].focus_distance", 0.1)])
+def test_thin_lens_aperture_and_focus(name, step):
+    """Widening the lens or refocusing it moves every out-of-focus edge's
+    image for a fixed lens sample: a derivative that is all boundary term
+    (the interior one is zero on this piecewise-constant image). Measured
+    4.8% (radius) and 4.9% (focus) from central differences at 8192 spp."""
+    square = jr.load_string(_thin_lens(SCENE.format(shape=SQUARE), 0.3, 2.0))
+    d, d0, fd, _ = _check(_add_to(name), square, step, spp=1024, fd_spp=8192)
+    _assert_fd(name, d, d0, fd, BOUND, 0.9)
+
+
+@pytest.mark.slow
+def test_thin_lens_shadows():
+    """Shadow boundaries seen through a thin lens: a point light's (the
+    outline projected through a lens point per sample) and an area light's
+    penumbra (`direct`'s first hits traced through the render's lens
+    samples). Measured 2.9% and 11.6% from central differences (the area
+    light's with the pinhole measured 9.6%); bounds as for the pinhole."""
+    scene = jr.load_string(_thin_lens(DELTA.format(integrator="direct", depth="", light=DELTA_LIGHTS["point"]),
+                                      0.1, 3.0))
+    d, d0, fd, _ = _check(_translate("blocker.to_world"), scene, 0.02, spp=128, fd_spp=4096)
+    _assert_fd("thin-lens point-light shadow", d, d0, fd, BOUND, 0.3)
+    scene = jr.load_string(_thin_lens(SHADOW, 0.1, 3.0))
+    d, d0, fd, _ = _check(_translate("blocker.to_world"), scene, 0.03, spp=2048)
+    _assert_fd("thin-lens area-light shadow", d, d0, fd, 0.25, 0.95)

@@ -31,6 +31,15 @@ faces do not share vertices (Mitsuba's 24-vertex `cube`) gets the same,
 single-counted edges as its welded version. Edges with an end behind the
 near plane are skipped.
 
+Through a thin lens, the image is an average over lens points, each of
+which sees the edges through a pinhole of its own. Each edge sample
+therefore draws a lens point (uniform, as the render's rays do) and a point
+uniform on the chosen edge's image through it; the edge itself is chosen
+by its length through the lens centre, widened by how far the lens can
+move its ends (`_defocus_reach`), among the edges that are a silhouette
+from some point of the lens. The edge's film motion for that lens point
+includes the lens's own (aperture radius, focus distance).
+
 Secondary edges for direct illumination: at a shading point x, a point y
 on a scene edge (resampled from 8 points uniform by length over the
 unique edges, towards silhouettes seen from x: `_pick_edge_points`) that is a
@@ -62,9 +71,10 @@ occluder give a point of the shadow's outline; where the camera sees x,
 it enters as a primary edge does, with the light's direct contribution at
 x as the jump and its film-space motion differentiated through the edge's
 vertices, the receiving triangle, the light's placement and the camera.
-`direct`, `path` and `prb` add it for the camera rays' first hits; the
-shadows of delta lights seen in mirrors or through glass, and a spot
-light's hard cone edge, have no boundary term.
+`direct`, `path` and `prb` add it for the camera rays' first hits (through
+a thin lens, from a lens point drawn per sample); the shadows of delta
+lights seen in mirrors or through glass, and a spot light's hard cone
+edge, have no boundary term.
 """
 
 from __future__ import annotations
@@ -125,11 +135,24 @@ from jaxrender.scene.sensors import METERS, PerspectiveCamera, film_position, sa
 SIDE_OFFSET = 1e-3
 
 
-def _project(camera: Camera, points):
+def _lens_points(camera: Camera, aperture):
+    """Camera-space points (..., 3) on a thin lens for aperture samples
+    (..., 2) in [0, 1)^2 (as `sample_ray` maps them), or None: the lens
+    centre, and every other camera's eye."""
+    if aperture is None or not isinstance(camera, ThinLensCamera):
+        return None
+    from jaxrender.integrators.warp import square_to_uniform_disk_concentric
+
+    disk = camera.aperture_radius * square_to_uniform_disk_concentric(aperture)
+    return jnp.concatenate([disk, jnp.zeros(disk.shape[:-1] + (1,), disk.dtype)], -1)
+
+
+def _project(camera: Camera, points, aperture=None):
     """World points (..., 3) -> image positions in pixels (..., 2) (from the
     crop window's top-left corner) and camera-space depth (...,); the
-    inverse of `sample_ray` after `film_position` (a thin lens's through its
-    centre)."""
+    inverse of `sample_ray` after `film_position`. A thin lens projects
+    through its point for `aperture` (..., 2) (None: its centre): the film
+    position whose ray from that lens point passes through the point."""
     local = transform_points(jnp.linalg.inv(camera.to_world), points)
     z = local[..., 2]
     if isinstance(camera, OrthographicCamera):
@@ -139,47 +162,75 @@ def _project(camera: Camera, points):
         tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
         tan_y = tan_x / camera.aspect
         safe_z = jnp.where(z > 0, z, 1.0)
-        fx = (1.0 - local[..., 0] / (safe_z * tan_x)) * 0.5
-        fy = (1.0 - local[..., 1] / (safe_z * tan_y)) * 0.5
+        lens = _lens_points(camera, aperture)
+        if lens is None:
+            qx, qy = local[..., 0] / safe_z, local[..., 1] / safe_z
+        else:
+            # The lens point's ray through the point meets the focal plane
+            # at q = l + (p - l) fd / z; the film position is q's pinhole one.
+            fd = camera.focus_distance
+            qx = lens[..., 0] / fd + (local[..., 0] - lens[..., 0]) / safe_z
+            qy = lens[..., 1] / fd + (local[..., 1] - lens[..., 1]) / safe_z
+        fx = (1.0 - qx / tan_x) * 0.5
+        fy = (1.0 - qy / tan_y) * 0.5
         if isinstance(camera, PerspectiveCamera):
             fx, fy = fx - camera.principal_point[0], fy - camera.principal_point[1]
     f = camera.film
     return jnp.stack([fx * f.width - f.crop_offset_x, fy * f.height - f.crop_offset_y], -1), z
 
 
-def _towards_camera(camera: Camera, points):
-    """Vectors (..., 3) from world points towards the camera: to its eye, or
-    against an orthographic camera's view axis."""
+def _defocus_reach(camera: Camera, z):
+    """The farthest (in pixels) that a thin lens moves the image of points
+    at camera-space depth z (...,) away from their image through the lens
+    centre: r |1/fd - 1/z| / tan(fov_x / 2) * width / 2 (the same along y
+    for square pixels). Zero for other cameras."""
+    if not isinstance(camera, ThinLensCamera):
+        return jnp.zeros_like(z)
+    tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
+    safe_z = jnp.where(z > 0, z, 1.0)
+    return (jnp.abs(camera.aperture_radius) * jnp.abs(1.0 / camera.focus_distance - 1.0 / safe_z)
+            * (0.5 * camera.film.width) / tan_x)
+
+
+def _eye(camera: Camera, aperture=None):
+    """World positions of the eye: a thin lens's points for `aperture`
+    (..., 3), else the camera's position (3,)."""
+    lens = _lens_points(camera, aperture)
+    if lens is None:
+        return camera.to_world[:3, 3]
+    return transform_points(camera.to_world, lens)
+
+
+def _towards_camera(camera: Camera, points, aperture=None):
+    """Vectors (..., 3) from world points towards the camera: to its eye (a
+    thin lens's point for `aperture`), or against an orthographic camera's
+    view axis."""
     if isinstance(camera, OrthographicCamera):
         return jnp.broadcast_to(-camera.to_world[:3, 2], points.shape)
-    return camera.to_world[:3, 3] - points
+    return _eye(camera, aperture) - points
 
 
-def _camera_rays_to(camera: Camera, x):
-    """The primary rays that reach world points x (N, 3), through a thin
-    lens's centre: (origins, unit directions, distances to x)."""
+def _camera_rays_to(camera: Camera, x, aperture=None):
+    """The primary rays that reach world points x (N, 3), from a thin lens's
+    points for `aperture` (N, 2) (None: its centre): (origins, unit
+    directions, distances to x)."""
     if isinstance(camera, OrthographicCamera):
         u, _ = _project(camera, x)
         o, d = sample_ray(camera, film_position(camera, u))
     else:
-        o = jnp.broadcast_to(camera.to_world[:3, 3], x.shape)
+        o = jnp.broadcast_to(_eye(camera, aperture), x.shape)
     dist = jnp.linalg.norm(x - o, axis=-1)
     return o, (x - o) / jnp.maximum(dist, 1e-20)[:, None], dist
 
 
 def _check_camera(camera: Camera):
-    """Boundary terms follow edges across the film of a pinhole or
-    orthographic camera; a thin lens blurs them over its aperture."""
+    """Boundary terms follow edges across the film of a camera; meters have
+    none."""
     if isinstance(camera, METERS):
         raise NotImplementedError(
             f"visibility boundary terms (silhouettes, shadows) are not implemented for the "
             f"{type(camera).__name__}: geometry and sensor derivatives would miss them. Pass boundary=False "
             "to render for the interior derivatives only.")
-    if isinstance(camera, ThinLensCamera):
-        raise NotImplementedError(
-            "visibility boundary terms (silhouettes, shadows) are not implemented for the thinlens "
-            "camera: geometry and camera derivatives would miss them. Pass boundary=False to "
-            "render for the interior derivatives only, or use a perspective camera.")
 
 
 def _unique_edges(vertices, faces, shape_of_face):
@@ -225,12 +276,28 @@ def _face_normals(vertices, faces, fi):
 
 def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, camera):
     """The unique edges that can be discontinuities of the image seen by
-    `camera`: returns (v0, v1) global vertex indices (3F,) and a bool mask."""
+    `camera`: returns (v0, v1) global vertex indices (3F,), a bool mask of
+    candidates, a bool mask of those that are discontinuities from any
+    viewpoint (boundary edges and creases), and the two faces' unit normals
+    (3F, 3) each (zero where there is no second face). Through a thin lens
+    an edge is a candidate if it is a silhouette from any point of the lens
+    (a conservative test: each face's facing over the lens disk bounded
+    separately)."""
     ia, ib, face1, face2, first, shape = _unique_edges(vertices, faces, shape_of_face)
     v = jax.lax.stop_gradient(vertices)
     n1, n2 = _face_normals(vertices, faces, face1), _face_normals(vertices, faces, face2)
+    n2 = jnp.where((face2 >= 0)[:, None], n2, 0.0)
     to_eye = _towards_camera(camera, v[ia])
-    silhouette = (dot(n1, to_eye) > 0) != (dot(n2, to_eye) > 0)
+    g1, g2 = dot(n1, to_eye), dot(n2, to_eye)
+    if isinstance(camera, ThinLensCamera):
+        # n . (eye(l) - x) is affine in the lens point l: over the disk it
+        # ranges over g -+ r |(n . lens x axis, n . lens y axis)|.
+        axes = jax.lax.stop_gradient(camera.to_world[:3, :2])
+        r = jnp.abs(jax.lax.stop_gradient(camera.aperture_radius))
+        h1, h2 = (r * jnp.linalg.norm(n @ axes, axis=-1) for n in (n1, n2))
+        silhouette = ((g1 + h1 > 0) & (g2 - h2 <= 0)) | ((g1 - h1 <= 0) & (g2 + h2 > 0))
+    else:
+        silhouette = (g1 > 0) != (g2 > 0)
     # Shading jumps across an edge when the faces' normals differ (flat
     # shading) or their vertex normals at the edge's ends do (smooth shading
     # of a mesh whose faces do not share vertices, e.g. Mitsuba's cube).
@@ -241,8 +308,8 @@ def _candidate_edges(scene: Scene, vertices, normals, faces, shape_of_face, came
     crease = (face2 >= 0) & jnp.where(jnp.asarray(flat)[shape], dot(n1, n2) < 1.0 - 1e-6, split_normals)
     # Three or more faces on one edge: the extras pair with nothing here and
     # are treated as boundary edges of their own.
-    candidate = first & ((face2 < 0) | silhouette | crease)
-    return ia, ib, candidate
+    always = first & ((face2 < 0) | crease)
+    return ia, ib, always | (first & silhouette), always, n1, n2
 
 
 def _clip_to_film(p0, p1, width, height):
@@ -268,37 +335,58 @@ def sample_edges(scene: Scene, camera: Camera, cfg: IntegratorConfig, key, n: in
     integrator. Returns a dict of arrays: edge ends `v0`, `v1` (n,), the
     3D parameter `t` of each point along its edge, the film point `x` (n, 2)
     and normal `normal` (n, 2), `weight` (n, C): (f(x - eps n) - f(x + eps n))
-    / (pdf n), zero where no edge was found."""
+    / (pdf n), zero where no edge was found, and `aperture` (n, 2): each
+    sample's point on a thin lens (None for other cameras).
+
+    Through a thin lens the image is an average over lens points, each a
+    pinhole whose edges sit elsewhere on the film: a sample draws a lens
+    point, picks an edge by its length through the lens centre (plus the
+    farthest the lens moves its ends, so that every edge that can reach
+    the film has a chance), and a point uniform on the edge's image through
+    the drawn lens point."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
     arrays = prepare_scene(scene)
     w, h = camera.film.crop_width, camera.film.crop_height
-    v0, v1, candidate = _candidate_edges(scene, arrays.vertices, arrays.normals, arrays.faces,
-                                         arrays.shape_of_face, camera)
+    v0, v1, candidate, always, n1, n2 = _candidate_edges(scene, arrays.vertices, arrays.normals, arrays.faces,
+                                                         arrays.shape_of_face, camera)
     (p0, z0), (p1, z1) = _project(camera, arrays.vertices[v0]), _project(camera, arrays.vertices[v1])
-    s0, s1 = _clip_to_film(p0, p1, w, h)
+    margin = jnp.maximum(_defocus_reach(camera, z0), _defocus_reach(camera, z1))
+    s0, s1 = _clip_to_film(p0 + margin[:, None], p1 + margin[:, None], w + 2.0 * margin, h + 2.0 * margin)
     in_front = (z0 > camera.near_clip) & (z1 > camera.near_clip)
-    length = jnp.where(candidate & in_front & (s1 > s0), (s1 - s0) * jnp.linalg.norm(p1 - p0, axis=-1), 0.0)
+    length = jnp.where(candidate & in_front & (s1 > s0), (s1 - s0) * jnp.linalg.norm(p1 - p0, axis=-1) + margin, 0.0)
     cdf = jnp.cumsum(length)
     total = cdf[-1]
 
     k_edge, k_pos, k_path = jax.random.split(key, 3)
     u = jax.random.uniform(k_edge, (n,)) * total
     e = jnp.minimum(search_cdf(cdf, u), cdf.shape[0] - 1)
-    s = s0[e] + jax.random.uniform(k_pos, (n,)) * (s1[e] - s0[e])
-    a, b = p0[e], p1[e]
+    ok = (total > 0) & (length[e] > 0)
+    inv_pdf = total
+    aperture = None
+    if isinstance(camera, ThinLensCamera):
+        aperture = jax.random.uniform(jax.random.fold_in(key, 3), (n, 2))
+        (a, za), (b, zb) = (_project(camera, arrays.vertices[v[e]], aperture) for v in (v0, v1))
+        s0e, s1e = _clip_to_film(a, b, w, h)
+        seen = jnp.where(s1e > s0e, (s1e - s0e) * jnp.linalg.norm(b - a, axis=-1), 0.0)
+        # Only edges that are discontinuities seen from the drawn lens point.
+        eye = _eye(camera, aperture) - arrays.vertices[v0[e]]
+        ok = ok & (seen > 0) & (always[e] | ((dot(n1[e], eye) > 0) != (dot(n2[e], eye) > 0)))
+        inv_pdf = total * seen / jnp.where(ok, length[e], 1.0)
+    else:
+        a, b, za, zb, s0e, s1e = p0[e], p1[e], z0[e], z1[e], s0[e], s1[e]
+    s = s0e + jax.random.uniform(k_pos, (n,)) * (s1e - s0e)
     x = a + s[:, None] * (b - a)
     # Film-space uniform s -> the 3D edge parameter (perspective-correct;
     # the orthographic projection is affine).
-    za, zb = z0[e], z1[e]
     t = s if isinstance(camera, OrthographicCamera) else (s / zb) / ((1.0 - s) / za + s / zb)
     normal = safe_normalize(jnp.stack([a[:, 1] - b[:, 1], b[:, 0] - a[:, 0]], -1))
     sides = jnp.concatenate([x - SIDE_OFFSET * normal, x + SIDE_OFFSET * normal])
-    o, d = sample_ray(camera, film_position(camera, sides))
+    o, d = sample_ray(camera, film_position(camera, sides),
+                      None if aperture is None else jnp.concatenate([aperture, aperture]))
     f = trace(scene, arrays, cfg, o, d, k_path, clip_t_max(camera, d))
     delta = f[:n] - f[n:]
-    ok = (total > 0) & (length[e] > 0)
-    weight = jnp.where(ok[:, None], delta * (total / n), 0.0)
-    return {"v0": v0[e], "v1": v1[e], "t": t, "x": x, "normal": normal, "weight": weight}
+    weight = jnp.where(ok[:, None], delta * (inv_pdf / n)[..., None], 0.0)
+    return {"v0": v0[e], "v1": v1[e], "t": t, "x": x, "normal": normal, "weight": weight, "aperture": aperture}
 
 
 def _splat_edges(camera: Camera, values, x):
@@ -353,7 +441,7 @@ def _boundary_term_jvp(config, trace, primals, tangents):
         vertices = flatten_scene(s).vertices
         t = edges["t"][:, None]
         points = (1.0 - t) * vertices[edges["v0"]] + t * vertices[edges["v1"]]
-        return _project(c, points)[0]
+        return _project(c, points, edges["aperture"])[0]
 
     _, dx = jvp_nonzero(film_points, _moving(scene, camera), d_moving)
     values = edges["weight"] * (scale * jnp.sum(edges["normal"] * dx, -1))[:, None]
@@ -384,10 +472,11 @@ def _all_zero(tangents) -> bool:
                for t in jax.tree.leaves(tangents, is_leaf=lambda x: isinstance(x, SymbolicZero)))
 
 
-def _shading_points(scene: Scene, camera: Camera, offsets):
-    """The camera rays through `offsets` (S, H, W, 2) and their first hits."""
+def _shading_points(scene: Scene, camera: Camera, offsets, aperture=None):
+    """The camera rays through `offsets` (S, H, W, 2) (and a thin lens's
+    points for `aperture`, the same shape) and their first hits."""
     arrays = prepare_scene(scene)
-    o, d = camera_rays(camera, offsets)
+    o, d = camera_rays(camera, offsets, aperture)
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
     si = surface_interaction(arrays, trace_rays(arrays, o, d, clip_t_max(camera, d)), o, d)
     return arrays, d, si
@@ -474,11 +563,11 @@ def _pick_edge_points(edges: ShadowEdges, v, x, n, key):
             inv_pdf)
 
 
-def sample_shadow_edges(scene: Scene, camera: Camera, offsets, key, frac_em=1.0, frac_bsdf=1.0):
+def sample_shadow_edges(scene: Scene, camera: Camera, offsets, aperture, key, frac_em=1.0, frac_bsdf=1.0):
     """`shadow_edge_samples` at the first hit of each camera ray through
-    `offsets` (S, H, W, 2)."""
+    `offsets` (S, H, W, 2) and a thin lens's `aperture` samples (or None)."""
     scene, camera = jax.lax.stop_gradient((scene, camera))
-    arrays, d, si = _shading_points(scene, camera, offsets)
+    arrays, d, si = _shading_points(scene, camera, offsets, aperture)
     return shadow_edge_samples(scene, arrays, shadow_edges(arrays), si, d, key, frac_em, frac_bsdf)
 
 
@@ -639,11 +728,12 @@ _nee_edges.defjvp(_nee_edges_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def shadow_term(config, scene: Scene, camera: Camera, offsets, key):
+def shadow_term(config, scene: Scene, camera: Camera, offsets, aperture, key):
     """Zeros (S, H, W, 3) whose derivative is the direct-illumination
     boundary term (shadow edges, edges hiding part of an emitter) at the
-    first hit of each camera sample through `offsets` (S, H, W, 2): add it to
-    the samples' radiance. Differentiable in the shapes' vertex_positions and
+    first hit of each camera sample through `offsets` (S, H, W, 2) and a thin
+    lens's `aperture` samples (the same shape; None for other cameras): add
+    it to the samples' radiance. Differentiable in the shapes' vertex_positions and
     to_world and the camera's to_world and fov. config: (shape, frac_em,
     frac_bsdf), static: the output shape and the integrator's MIS shares."""
     return jnp.zeros(config[0], jnp.float32)
@@ -651,17 +741,17 @@ def shadow_term(config, scene: Scene, camera: Camera, offsets, key):
 
 def _shadow_term_jvp(config, primals, tangents):
     shape, frac_em, frac_bsdf = config
-    scene, camera, offsets, key = primals
+    scene, camera, offsets, aperture, key = primals
     zero = jnp.zeros(shape, jnp.float32)
     d_moving = _moving(tangents[0], tangents[1])
     if _all_zero(d_moving):
         return zero, zero
     _check_camera(camera)
-    edges = sample_shadow_edges(scene, camera, offsets, key, frac_em, frac_bsdf)
+    edges = sample_shadow_edges(scene, camera, offsets, aperture, key, frac_em, frac_bsdf)
 
     def distance_across(geometry, cam):
         s, c = _with_moving(scene, geometry, cam)
-        arrays, _, si = _shading_points(s, c, offsets)
+        arrays, _, si = _shading_points(s, c, offsets, aperture)
         t = edges["s"][:, None]
         y = (1.0 - t) * arrays.vertices[edges["v0"]] + t * arrays.vertices[edges["v1"]]
         # The lights' points beyond the edge, on either side (see _light_motion).
@@ -745,7 +835,7 @@ def _delta_boundary_film(scene: Scene, camera: Camera, light, smp, s=None):
     t = (smp["s"] if s is None else s)[:, None]
     y = (1.0 - t) * world.vertices[smp["v0"]] + t * world.vertices[smp["v1"]]
     x = _on_plane(world.vertices, world.faces, smp["tri"], y, _light_line(light, y))
-    return _project(camera, x)[0]
+    return _project(camera, x, smp["aperture"])[0]
 
 
 def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdges, index: int,
@@ -800,11 +890,14 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
     tri = jnp.where(ok, tri, 0)
     x = _on_plane(v, arrays.faces, tri, y, line)
     ok = ok & (dot(x - y, line) > 0)  # beyond the edge (not a dropped parallel line)
-    smp = {"v0": ia, "v1": ib, "s": s, "tri": tri}
+    # Through a thin lens: seen from a lens point drawn per sample.
+    aperture = (jax.random.uniform(jax.random.fold_in(key, 3), (n, 2))
+                if isinstance(camera, ThinLensCamera) else None)
+    smp = {"v0": ia, "v1": ib, "s": s, "tri": tri, "aperture": aperture}
 
     # Seen by the camera, inside the film?
-    o_cam, d_cam, dist = _camera_rays_to(camera, x)
-    u, z = _project(camera, x)
+    o_cam, d_cam, dist = _camera_rays_to(camera, x, aperture)
+    u, z = _project(camera, x, aperture)
     wf, hf = camera.film.crop_width, camera.film.crop_height
     ok = ok & (z > camera.near_clip) & (u[:, 0] >= 0) & (u[:, 0] < wf) & (u[:, 1] >= 0) & (u[:, 1] < hf)
     ok = ok & ~occluded(arrays.accel, v, arrays.faces, o_cam, d_cam,
@@ -820,7 +913,7 @@ def sample_delta_shadows(scene: Scene, camera: Camera, arrays, edges: ShadowEdge
     # distance of the camera ray's receiving-plane point from the plane
     # through the light's line and the edge (positive on m's side).
     def signed(film):
-        o, d = sample_ray(camera, film_position(camera, film))
+        o, d = sample_ray(camera, film_position(camera, film), aperture)
         return dot(m, _on_plane(v, arrays.faces, tri, o, d) - y)
 
     grad = jnp.stack([jax.jvp(signed, (u,), (jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32)[k], u.shape),))[1]

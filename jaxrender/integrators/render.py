@@ -136,9 +136,10 @@ def render(scene: Scene, integrator=None, *, sensor=0, spp: int | None = None, k
         cameras side by side, (H, W) the batch's film), or an
         IrradianceMeter or DistantSensor (Mitsuba's `irradiancemeter` and
         `distant`: a 1x1 film holding the meter's value). Boundary terms
-        need a perspective or orthographic camera: with a thin lens or a
-        meter, derivatives that move geometry or the camera raise
-        NotImplementedError unless boundary=False.
+        follow edges across a camera's film (a thin lens's for each lens
+        sample); meters have none: with a meter, derivatives that move
+        geometry or the sensor raise NotImplementedError unless
+        boundary=False.
       spp: samples per pixel, below 2^31 (default: the sensor's sampler).
       key: a jax.random key (`jax.random.key`, or a legacy uint32 (2,)
         PRNGKey); default `jax.random.key(seed)`. The same key gives the
@@ -408,8 +409,9 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
                     (per_pass * sub_pixels, per_pass), scene, c, camera_key(jax.random.fold_in(k_shadow, 1), k)))
             if not paths:
                 value = value + by_camera(
-                    lambda c, k, off: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
-                                                  camera_key(k_shadow, k)), offsets)
+                    lambda c, k, off, ap: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
+                                                      ap if isinstance(c, ThinLensCamera) else None,
+                                                      camera_key(k_shadow, k)), offsets, aperture)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)
