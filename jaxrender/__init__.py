@@ -6,6 +6,11 @@ primitives (`build_bvh`, `intersect`, `occluded`) are native kernels with JAX
 derivative and batching rules.
 """
 
+from jaxrender import _xla_flags
+
+# Before anything starts a JAX backend (see jaxrender/_xla_flags.py).
+_xla_flags.apply()
+
 from jaxrender._load import BUILTIN_SCENES, load_file, load_string
 from jaxrender.geometry import Accel, Hit, build_bvh, intersect, occluded
 from jaxrender.geometry.world import WorldGeometry, flatten_scene

@@ -298,7 +298,9 @@ def compiler_options() -> dict:
     JAX's default backend, for `jax.jit(f, compiler_options=...)` around
     functions that call `render` (the options of the outermost jit apply;
     `render` called outside any jit uses them already). Empty where no
-    option helps or this jaxlib does not know them. Changes only speed."""
+    option helps or this jaxlib does not know them. Changes only speed.
+    `import jaxrender` puts the same option in XLA_FLAGS when no backend
+    has started yet (jaxrender/_xla_flags.py), which reaches every jit."""
     if jax.default_backend() != "cpu":
         return {}
     try:
