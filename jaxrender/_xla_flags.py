@@ -14,24 +14,29 @@ for matrix products only) to XLA_FLAGS, unless:
   - the environment sets JAXRENDER_XLA_FLAGS=0 (leave XLA_FLAGS alone),
   - XLA_FLAGS already names the option (the user's choice wins),
   - a JAX backend has started (the flags were read already), or
-  - this jaxlib does not know the option or its value (XLA aborts the
-    process on an unknown flag, so the name is looked up in jaxlib's
-    library first).
+  - this jaxlib's XLA does not accept the flag. XLA aborts the process on
+    a flag it does not know, so a child process tries it first (~0.3 s,
+    once per jaxlib install: the answer is kept in
+    ~/.cache/jaxrender/xla_flags.json, or $XDG_CACHE_HOME's).
 The option changes speed only, never results.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
+import subprocess
+import sys
 
 OPTION = "xla_cpu_experimental_ynn_fusion_type"
 VALUE = "LIBRARY_FUSION_TYPE_DOT"
 
 
 def _jaxlib_knows(*names: str) -> bool:
-    """Whether jaxlib's XLA library contains every string in `names` (the
-    flag parser's table holds each flag's name and enum values)."""
+    """Whether jaxlib's XLA library contains every string in `names`: a
+    quick test that rules out options this jaxlib cannot know (a name can
+    be there without being a flag, so `_flag_accepted` decides)."""
     try:
         import jaxlib
     except ImportError:
@@ -45,6 +50,53 @@ def _jaxlib_knows(*names: str) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def _cache_path() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "jaxrender", "xla_flags.json")
+
+
+def _flag_accepted(flag: str) -> bool:
+    """Whether XLA_FLAGS=flag parses in this jaxlib, tried in a child
+    process (remembered per jaxlib install in `_cache_path()`)."""
+    try:
+        import jaxlib
+
+        lib = os.path.dirname(jaxlib.__file__)
+        key = f"{jaxlib.__version__} {lib} {os.stat(lib).st_mtime_ns} {flag}"
+    except (ImportError, OSError, AttributeError):
+        return False
+    path = _cache_path()
+    try:
+        with open(path) as f:
+            known = json.load(f)
+        if isinstance(known, dict) and isinstance(known.get(key), bool):
+            return known[key]
+    except (OSError, ValueError):
+        known = {}
+    if not sys.executable:
+        return False
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["XLA_FLAGS"] = flag
+    try:
+        # Building CompileOptions reads XLA_FLAGS (and dies on a bad one).
+        out = subprocess.run([sys.executable, "-c", "from jaxlib import xla_client; xla_client.CompileOptions(); "
+                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=120)
+        ok = out.returncode == 0 and "accepted" in out.stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        known = known if isinstance(known, dict) else {}
+        known[key] = ok
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, path)  # atomic: concurrent imports never read half a file
+    except OSError:
+        pass
+    return ok
 
 
 def _backend_started() -> bool:
@@ -62,7 +114,8 @@ def apply() -> bool:
     if os.environ.get("JAXRENDER_XLA_FLAGS", "1").strip() == "0":
         return False
     flags = os.environ.get("XLA_FLAGS", "")
-    if OPTION in flags or _backend_started() or not _jaxlib_knows(OPTION, VALUE):
+    flag = f"--{OPTION}={VALUE}"
+    if OPTION in flags or _backend_started() or not _jaxlib_knows(OPTION, VALUE) or not _flag_accepted(flag):
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} --{OPTION}={VALUE}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
     return True

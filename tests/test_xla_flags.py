@@ -53,3 +53,24 @@ def test_option_left_alone():
     assert _run(started) == ""
     # A name this jaxlib lacks is never added (XLA would abort the process).
     assert not _xla_flags._jaxlib_knows("xla_no_such_option_anywhere_42")
+
+
+def test_flag_probe_and_its_cache(tmp_path, monkeypatch):
+    """A flag XLA does not know is refused by the child-process probe (in
+    this process XLA would abort); answers are cached per jaxlib install."""
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    bogus = "--xla_cpu_no_such_option_42=1"
+    assert not _xla_flags._flag_accepted(bogus)
+    cache = tmp_path / "jaxrender" / "xla_flags.json"
+    entries = json.loads(cache.read_text())
+    assert list(entries.values()) == [False] and bogus in next(iter(entries))
+    if KNOWN:
+        flag = f"--{_xla_flags.OPTION}={_xla_flags.VALUE}"
+        assert _xla_flags._flag_accepted(flag)
+        # The cached answer is used: flip it and it is believed.
+        entries = json.loads(cache.read_text())
+        key = next(k for k in entries if k.endswith(flag))
+        cache.write_text(json.dumps({**entries, key: False}))
+        assert not _xla_flags._flag_accepted(flag)
