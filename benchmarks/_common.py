@@ -69,6 +69,22 @@ def load_mitsuba(variant: str | None = None):
     return mi, dr
 
 
+def plain_jit_line(fn, what, repeats):
+    """Times fn(key) under a plain jax.jit (no compiler_options), as a user
+    who does not pass `jr.compiler_options()` compiles it, and prints it
+    with the XLA_FLAGS in effect (jaxrender sets its option there on import,
+    see jaxrender/_xla_flags.py)."""
+    import os
+
+    import jax
+
+    f = jax.jit(fn)
+    jax.block_until_ready(f(jax.random.key(0)))
+    wall, cpu, _ = best_of_wall_cpu(lambda: jax.block_until_ready(f(jax.random.key(1))), repeats)
+    print(f"jaxrender {what} under a plain jax.jit: {wall:.3f} s (CPU {cpu:.3f} s; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
+
+
 def jit(fn=None, **kw):
     """jax.jit with jaxrender's compiler options (`jr.compiler_options()`),
     as a user who follows the README would compile; usable as a decorator."""

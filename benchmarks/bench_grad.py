@@ -69,7 +69,7 @@ import sys
 import time
 
 import numpy as np
-from _common import best_of_wall_cpu, jit, load_average, load_mitsuba, machine_line
+from _common import best_of_wall_cpu, jit, load_average, load_mitsuba, machine_line, plain_jit_line
 
 SWAP = {"red.reflectance.value": "green.reflectance.value", "green.reflectance.value": "red.reflectance.value"}
 
@@ -416,6 +416,7 @@ def main(argv=None):
               f"arguments {mib(mem[1]):.3f} MiB, outputs {mib(mem[2]):.3f} MiB")
     print(f"ratio gradient / primal (jaxrender): {t_grad / t_primal:.2f}x wall, {c_grad / c_primal:.2f}x CPU "
           f"(target <= 3x)")
+    plain_jit_line(lambda k: jax.value_and_grad(loss)(x, k)[1], "gradient", args.repeats)
     if args.jacfwd:
         # The same gradient by forward mode: cheaper than reverse for a few parameters.
         fwd = jit(jax.jacfwd(loss))

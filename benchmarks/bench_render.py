@@ -14,7 +14,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import best_of, jit, load_mitsuba, machine_line
+from _common import best_of, jit, load_mitsuba, machine_line, plain_jit_line
 
 
 def main(argv=None):
@@ -48,6 +48,7 @@ def main(argv=None):
                            args.repeats)
     print(f"jaxrender: compile+first {compile_s:.2f} s, render {t_ours:.3f} s, "
           f"{samples / t_ours / 1e6:.2f} M samples/s")
+    plain_jit_line(lambda k: jr.render(scene, key=k), "render", args.repeats)
 
     if args.no_mitsuba:
         return
