@@ -82,7 +82,7 @@ def _flag_accepted(flag: str) -> bool:
     try:
         # Building CompileOptions reads XLA_FLAGS (and dies on a bad one).
         out = subprocess.run([sys.executable, "-c", "from jaxlib import xla_client; xla_client.CompileOptions(); "
-                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=120)
+                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=60)
         ok = out.returncode == 0 and "accepted" in out.stdout
     except (OSError, subprocess.SubprocessError):
         return False

@@ -12,7 +12,9 @@ import pytest
 
 from jaxrender import _xla_flags
 
-KNOWN = _xla_flags._jaxlib_knows(_xla_flags.OPTION, _xla_flags.VALUE)
+# Whether this jaxlib's XLA takes the option (a child process tries it).
+KNOWN = (_xla_flags._jaxlib_knows(_xla_flags.OPTION, _xla_flags.VALUE)
+         and _xla_flags._flag_accepted(f"--{_xla_flags.OPTION}={_xla_flags.VALUE}"))
 
 PRINT_FLAGS = "import os, jaxrender; print(os.environ.get('XLA_FLAGS', ''))"
 # A render compiled under a plain jax.jit (no compiler_options): does XLA
