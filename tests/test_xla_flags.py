@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -30,7 +31,10 @@ print("ynn fusions:", txt.count("__ynn_fusion"))
 def _run(code, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXRENDER_XLA_FLAGS")}
     full.update(env)
-    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=600)
+    # Not from the checkout's root, where `import jaxrender` would find the
+    # source tree (without its compiled modules) before the installed package.
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=600,
+                         cwd=tempfile.gettempdir())
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     return lines[-1] if lines else ""
