@@ -81,8 +81,11 @@ def _flag_accepted(flag: str) -> bool:
     env["XLA_FLAGS"] = flag
     try:
         # Building CompileOptions reads XLA_FLAGS (and dies on a bad one).
+        # From jaxlib's own parent folder: the same jaxlib, whatever the
+        # working directory holds.
         out = subprocess.run([sys.executable, "-c", "from jaxlib import xla_client; xla_client.CompileOptions(); "
-                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=60)
+                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=60,
+                             cwd=os.path.dirname(lib))
         ok = out.returncode == 0 and "accepted" in out.stdout
     except (OSError, subprocess.SubprocessError):
         return False
