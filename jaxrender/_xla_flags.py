@@ -58,8 +58,9 @@ def _cache_path() -> str:
 
 
 def _flag_accepted(flag: str) -> bool:
-    """Whether XLA_FLAGS=flag parses in this jaxlib, tried in a child
-    process (remembered per jaxlib install in `_cache_path()`)."""
+    """Whether XLA_FLAGS=flag parses in this jaxlib: not if its name or
+    value is missing from jaxlib's library, else as a child process finds
+    (remembered per jaxlib install in `_cache_path()`)."""
     try:
         import jaxlib
 
@@ -77,18 +78,21 @@ def _flag_accepted(flag: str) -> bool:
         known = {}
     if not sys.executable:
         return False
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["XLA_FLAGS"] = flag
-    try:
-        # Building CompileOptions reads XLA_FLAGS (and dies on a bad one).
-        # From jaxlib's own parent folder: the same jaxlib, whatever the
-        # working directory holds.
-        out = subprocess.run([sys.executable, "-c", "from jaxlib import xla_client; xla_client.CompileOptions(); "
-                              "print('accepted')"], env=env, capture_output=True, text=True, timeout=60,
-                             cwd=os.path.dirname(lib))
-        ok = out.returncode == 0 and "accepted" in out.stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
+    # A name missing from jaxlib's library cannot be a flag: no child needed.
+    ok = _jaxlib_knows(*flag.lstrip("-").split("=", 1))
+    if ok:
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["XLA_FLAGS"] = flag
+        try:
+            # Building CompileOptions reads XLA_FLAGS (and dies on a bad
+            # one). From jaxlib's own parent folder: the same jaxlib,
+            # whatever the working directory holds.
+            out = subprocess.run([sys.executable, "-c", "from jaxlib import xla_client; "
+                                  "xla_client.CompileOptions(); print('accepted')"], env=env, capture_output=True,
+                                 text=True, timeout=60, cwd=os.path.dirname(lib))
+            ok = out.returncode == 0 and "accepted" in out.stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
     try:
         known = known if isinstance(known, dict) else {}
         known[key] = ok
@@ -118,7 +122,8 @@ def apply() -> bool:
         return False
     flags = os.environ.get("XLA_FLAGS", "")
     flag = f"--{OPTION}={VALUE}"
-    if OPTION in flags or _backend_started() or not _jaxlib_knows(OPTION, VALUE) or not _flag_accepted(flag):
+    # The library scan and the child process run only on a cache miss.
+    if OPTION in flags or _backend_started() or not _flag_accepted(flag):
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
     return True

@@ -127,24 +127,12 @@ from jaxrender.scene import (
     transform_points,
 )
 from jaxrender.scene.emitters import delta_light_incident, emitter_direction
-from jaxrender.scene.sensors import METERS, PerspectiveCamera, film_position, sample_ray
+from jaxrender.scene.sensors import METERS, PerspectiveCamera, film_position, lens_points, sample_ray
 
 # Offset of the two radiance samples from the edge, in pixels: far enough
 # that float32 film positions separate them, close enough that both stay
 # next to the edge in the same pixel.
 SIDE_OFFSET = 1e-3
-
-
-def _lens_points(camera: Camera, aperture):
-    """Camera-space points (..., 3) on a thin lens for aperture samples
-    (..., 2) in [0, 1)^2 (as `sample_ray` maps them), or None: the lens
-    centre, and every other camera's eye."""
-    if aperture is None or not isinstance(camera, ThinLensCamera):
-        return None
-    from jaxrender.integrators.warp import square_to_uniform_disk_concentric
-
-    disk = camera.aperture_radius * square_to_uniform_disk_concentric(aperture)
-    return jnp.concatenate([disk, jnp.zeros(disk.shape[:-1] + (1,), disk.dtype)], -1)
 
 
 def _project(camera: Camera, points, aperture=None):
@@ -162,7 +150,7 @@ def _project(camera: Camera, points, aperture=None):
         tan_x = jnp.tan(jnp.deg2rad(camera.x_fov) * 0.5)
         tan_y = tan_x / camera.aspect
         safe_z = jnp.where(z > 0, z, 1.0)
-        lens = _lens_points(camera, aperture)
+        lens = lens_points(camera, aperture)
         if lens is None:
             qx, qy = local[..., 0] / safe_z, local[..., 1] / safe_z
         else:
@@ -195,7 +183,7 @@ def _defocus_reach(camera: Camera, z):
 def _eye(camera: Camera, aperture=None):
     """World positions of the eye: a thin lens's points for `aperture`
     (..., 3), else the camera's position (3,)."""
-    lens = _lens_points(camera, aperture)
+    lens = lens_points(camera, aperture)
     if lens is None:
         return camera.to_world[:3, 3]
     return transform_points(camera.to_world, lens)
@@ -732,7 +720,7 @@ def shadow_term(config, scene: Scene, camera: Camera, offsets, aperture, key):
     """Zeros (S, H, W, 3) whose derivative is the direct-illumination
     boundary term (shadow edges, edges hiding part of an emitter) at the
     first hit of each camera sample through `offsets` (S, H, W, 2) and a thin
-    lens's `aperture` samples (the same shape; None for other cameras): add
+    lens's `aperture` samples (the same shape, or None; other cameras ignore them): add
     it to the samples' radiance. Differentiable in the shapes' vertex_positions and
     to_world and the camera's to_world and fov. config: (shape, frac_em,
     frac_bsdf), static: the output shape and the integrator's MIS shares."""

@@ -412,8 +412,7 @@ def _render_passes(scene: Scene, camera: Camera, cfg: IntegratorConfig, spp: int
             if not paths:
                 value = value + by_camera(
                     lambda c, k, off, ap: shadow_term(((per_pass, height, band, 3), *mis_shares(cfg)), scene, c, off,
-                                                      ap if isinstance(c, ThinLensCamera) else None,
-                                                      camera_key(k_shadow, k)), offsets, aperture)
+                                                      ap, camera_key(k_shadow, k)), offsets, aperture)
         if box:
             return total[0] + value.sum(0) + edges, total[1]
         acc, wsum = splat(rfilter, value, offsets, height, width)

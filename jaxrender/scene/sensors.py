@@ -465,12 +465,10 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
         jnp.ones(pos.shape[:-1], jnp.float32),
     ], axis=-1)
     local = local / jnp.linalg.norm(local, axis=-1, keepdims=True)
-    lens = jnp.zeros(3, jnp.float32)
-    if isinstance(camera, ThinLensCamera) and aperture_samples is not None:
-        from jaxrender.integrators.warp import square_to_uniform_disk_concentric
-
-        disk = camera.aperture_radius * square_to_uniform_disk_concentric(aperture_samples)
-        lens = jnp.concatenate([disk, jnp.zeros(disk.shape[:-1] + (1,), jnp.float32)], -1)
+    lens = lens_points(camera, aperture_samples)
+    if lens is None:
+        lens = jnp.zeros(3, jnp.float32)
+    else:
         # Through the point of the focal plane the pinhole ray reaches.
         focus = local * (camera.focus_distance / local[..., 2:3])
         local = focus - lens
@@ -479,6 +477,19 @@ def sample_ray(camera: Camera, film_positions, aperture_samples=None) -> tuple[j
     near_t = camera.near_clip / local[..., 2:3]
     origins = transform_points(camera.to_world, lens) + directions * near_t
     return origins, directions
+
+
+def lens_points(camera: Camera, aperture_samples):
+    """Camera-space points (..., 3) on a thin lens for aperture samples
+    (..., 2) uniform in [0, 1)^2 (Mitsuba's concentric warp to the disk of
+    `aperture_radius`, differentiable in it), or None for the lens centre:
+    when no samples are given, and for every camera without a lens."""
+    if aperture_samples is None or not isinstance(camera, ThinLensCamera):
+        return None
+    from jaxrender.integrators.warp import square_to_uniform_disk_concentric
+
+    disk = camera.aperture_radius * square_to_uniform_disk_concentric(aperture_samples)
+    return jnp.concatenate([disk, jnp.zeros(disk.shape[:-1] + (1,), jnp.float32)], -1)
 
 
 def camera_rays(camera: Camera, pixel_samples, aperture_samples=None) -> tuple[jax.Array, jax.Array]:
